@@ -1,0 +1,545 @@
+"""The experiment config: a strict, frozen pydantic schema and its loader (DESIGN.md section 3).
+
+Every family (data, model, optimizer, schedule) picks its variant with a ``kind`` discriminator; unknown keys
+are errors with "did you mean"; every problem is reported at once with the file, the key path, its line,
+what was received and what is allowed. This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dltrain.errors import ConfigError
+from dltrain.yamlio import KeyPath, parse_scalar, read_yaml_file
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+Activation = Literal["relu", "gelu", "elu", "selu", "swish", "tanh", "sigmoid", "leaky_relu"]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class _DataBase(_Strict):
+    batch_size: PositiveInt = Field(128, description="Global batch size, split evenly over the replicas.")
+    validation_split: Fraction = Field(
+        0.1, description="Fraction of the training split held out for validation, drawn with the seed."
+    )
+    shuffle: bool = Field(True, description="Shuffle the training split every epoch (seeded).")
+
+
+class MnistData(_DataBase):
+    """MNIST handwritten digits through keras.datasets (cached in ~/.keras/datasets)."""
+
+    kind: Literal["mnist"]
+    path: Path | None = Field(None, description="mnist.npz, or a folder with the four IDX files.")
+
+
+class FashionMnistData(_DataBase):
+    """Fashion-MNIST: data.path, then /usr/share/datasets/fashion-mnist, then the Keras cache, then download."""
+
+    kind: Literal["fashion_mnist"]
+    path: Path | None = Field(None, description="A folder with the four (optionally gzipped) IDX files.")
+
+
+class DigitsData(_DataBase):
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, offline)."""
+
+    kind: Literal["digits"]
+    test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.2, description="Fraction held out as the test split, drawn with the seed."
+    )
+
+
+class IdxData(_DataBase):
+    """Images and labels in IDX files (the MNIST file format), optionally gzipped."""
+
+    kind: Literal["idx"]
+    train_images: Path
+    train_labels: Path
+    test_images: Path | None = None
+    test_labels: Path | None = None
+
+
+class NpzData(_DataBase):
+    """A .npz file with x_train, y_train and optionally x_val, y_val, x_test, y_test."""
+
+    kind: Literal["npz"]
+    path: Path
+
+
+DataConfig = Annotated[
+    MnistData | FashionMnistData | DigitsData | IdxData | NpzData, Field(discriminator="kind")
+]
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class DenseModel(_Strict):
+    """A multilayer perceptron; no hidden layer is softmax regression."""
+
+    kind: Literal["dense"]
+    units: list[PositiveInt] = Field(default_factory=lambda: [128], description="Hidden layer widths.")
+    activation: Activation = "relu"
+    dropout: Fraction = 0.0
+    batch_norm: bool = False
+
+
+class CnnModel(_Strict):
+    """Conv blocks (one per entry of ``filters``), then a dense head."""
+
+    kind: Literal["cnn"]
+    filters: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
+    kernel_size: PositiveInt = 3
+    convs_per_block: PositiveInt = 1
+    pool: Literal["max", "avg", "none"] = "max"
+    batch_norm: bool = False
+    residual: bool = Field(False, description="Add a skip connection around each conv block.")
+    activation: Activation = "relu"
+    dropout: Fraction = Field(0.0, description="Dropout before the head.")
+    global_pool: bool = Field(False, description="Global average pooling instead of flattening.")
+    dense: list[PositiveInt] = Field(default_factory=list, description="Hidden widths of the head.")
+
+
+class RnnModel(_Strict):
+    """A recurrent network; an image is read row by row (rows are time steps)."""
+
+    kind: Literal["rnn"]
+    cell: Literal["lstm", "gru", "simple"] = "lstm"
+    units: list[PositiveInt] = Field(default_factory=lambda: [128], min_length=1)
+    bidirectional: bool = False
+    dropout: Fraction = 0.0
+    dense: list[PositiveInt] = Field(default_factory=list)
+
+
+ModelConfig = Annotated[DenseModel | CnnModel | RnnModel, Field(discriminator="kind")]
+
+# ----------------------------------------------------------------------------------------- optimizer
+
+def _learning_rate(value: Any) -> float | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a positive number or 'auto'")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive, finite number or 'auto'")
+    return float(value)
+
+
+LearningRate = Annotated[float | str, BeforeValidator(_learning_rate)]
+
+
+class _OptimizerBase(_Strict):
+    learning_rate: LearningRate = Field(
+        1e-3, description="Peak learning rate, or 'auto' to run lr-find first and use its suggestion."
+    )
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(None, description="Clip the global gradient norm.")
+
+
+class SgdOptimizer(_OptimizerBase):
+    kind: Literal["sgd"]
+    momentum: Fraction = 0.0
+    nesterov: bool = False
+
+
+class AdamOptimizer(_OptimizerBase):
+    kind: Literal["adam"]
+    beta_1: Fraction = 0.9
+    beta_2: Fraction = 0.999
+    epsilon: Annotated[float, Field(gt=0.0)] = 1e-7
+
+
+class AdamWOptimizer(AdamOptimizer):
+    kind: Literal["adamw"]  # type: ignore[assignment]
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.004
+
+
+class RmspropOptimizer(_OptimizerBase):
+    kind: Literal["rmsprop"]
+    rho: Fraction = 0.9
+    momentum: Fraction = 0.0
+
+
+OptimizerConfig = Annotated[
+    SgdOptimizer | AdamOptimizer | AdamWOptimizer | RmspropOptimizer, Field(discriminator="kind")
+]
+
+# ------------------------------------------------------------------------------------------ schedule
+
+
+class ConstantSchedule(_Strict):
+    kind: Literal["constant"]
+
+
+class StepSchedule(_Strict):
+    """Multiply the learning rate by ``gamma`` every ``step_epochs`` epochs."""
+
+    kind: Literal["step"]
+    step_epochs: PositiveInt = 10
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+
+
+class CosineSchedule(_Strict):
+    """Linear warmup, then cosine decay to ``min_lr_fraction`` of the peak."""
+
+    kind: Literal["cosine"]
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    min_lr_fraction: Fraction = 0.0
+
+
+class OneCycleSchedule(_Strict):
+    """fast.ai's fit_one_cycle: cosine up from lr/div_factor to lr, then down to lr/final_div_factor."""
+
+    kind: Literal["one_cycle"]
+    warmup_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+    div_factor: Annotated[float, Field(ge=1.0)] = 25.0
+    final_div_factor: Annotated[float, Field(ge=1.0)] = 1e5
+
+
+ScheduleConfig = Annotated[
+    ConstantSchedule | StepSchedule | CosineSchedule | OneCycleSchedule, Field(discriminator="kind")
+]
+
+# ------------------------------------------------------------------------------------ train, runtime
+
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+
+
+class EarlyStopping(_Strict):
+    monitor: Monitor = "val_loss"
+    patience: PositiveInt = 3
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainConfig(_Strict):
+    epochs: PositiveInt = 10
+    monitor: Monitor = Field("val_loss", description="Metric that picks the best epoch (exported model.keras).")
+    early_stopping: EarlyStopping | None = None
+    steps_per_execution: PositiveInt = Field(
+        1, description="Training steps per tf.function call; more cuts Python overhead on small models."
+    )
+    keep_checkpoints: PositiveInt = Field(3, description="How many recent checkpoints to keep.")
+
+
+class RuntimeConfig(_Strict):
+    strategy: Literal["auto", "default", "one_device", "mirrored"] = "auto"
+    mixed_precision: Literal["auto", "off", "float16", "bfloat16"] = Field(
+        "auto", description="auto: mixed_float16 on a GPU with compute capability >= 7.0, else off."
+    )
+    jit_compile: bool = Field(False, description="XLA; off by default (made a CNN 4x slower on CPU).")
+    deterministic: bool = Field(False, description="Enable TF op determinism (slower, bit-reproducible).")
+
+
+class LrFindConfig(_Strict):
+    start_lr: Annotated[float, Field(gt=0.0)] = 1e-7
+    end_lr: Annotated[float, Field(gt=0.0)] = 10.0
+    num_steps: Annotated[int, Field(ge=10)] = 100
+    beta: Fraction = 0.98
+    diverge_factor: Annotated[float, Field(gt=1.0)] = 4.0
+    rule: Literal["valley", "steep", "minimum"] = "valley"
+
+    @model_validator(mode="after")
+    def _range(self) -> LrFindConfig:
+        if self.end_lr <= self.start_lr:
+            raise ValueError(
+                f"end_lr ({self.end_lr}) must be larger than start_lr ({self.start_lr}); "
+                "the sweep goes up"
+            )
+        return self
+
+
+class Config(_Strict):
+    """A whole experiment."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    seed: Annotated[int, Field(ge=0)] = 42
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig = Field(default_factory=lambda: AdamOptimizer(kind="adam"))
+    schedule: ScheduleConfig = Field(default_factory=lambda: ConstantSchedule(kind="constant"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    lr_find: LrFindConfig = Field(default_factory=LrFindConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _no_dots_only(cls, v: str) -> str:
+        if set(v) <= {"."}:
+            raise ValueError("name must not be only dots")
+        return v
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def _kinds(annotation: Any) -> dict[str, type[BaseModel]]:
+    """Map each ``kind`` value of a discriminated union to its model class."""
+    union = annotation.__origin__ if hasattr(annotation, "__metadata__") else annotation
+    out: dict[str, type[BaseModel]] = {}
+    for cls in union.__args__:
+        kind = cls.model_fields["kind"].annotation.__args__[0]
+        out[kind] = cls
+    return out
+
+
+KINDS: dict[str, dict[str, type[BaseModel]]] = {
+    "data": _kinds(DataConfig),
+    "model": _kinds(ModelConfig),
+    "optimizer": _kinds(OptimizerConfig),
+    "schedule": _kinds(ScheduleConfig),
+}
+
+
+def _model_at(path: tuple[str | int, ...], raw: Any) -> type[BaseModel] | None:
+    """The pydantic class that validates the mapping at ``path`` (for did-you-mean suggestions)."""
+    cls: type[BaseModel] = Config
+    node = raw
+    for part in path:
+        if isinstance(part, int):
+            return None
+        field = cls.model_fields.get(part)
+        if field is None:
+            return None
+        node = node.get(part) if isinstance(node, dict) else None
+        if cls is Config and part in KINDS:
+            kind = node.get("kind") if isinstance(node, dict) else None
+            nxt = KINDS[part].get(kind) if isinstance(kind, str) else None
+            if nxt is None:
+                return None
+            cls = nxt
+            continue
+        ann = field.annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        sub = next((a for a in candidates if issubclass(a, BaseModel)), None)
+        if sub is None:
+            return None
+        cls = sub
+    return cls
+
+
+def _clean_loc(loc: tuple[str | int, ...], raw: Any) -> tuple[str | int, ...]:
+    """Drop the discriminator tags pydantic inserts into locations (``model.cnn.filters``)."""
+    out: list[str | int] = []
+    node = raw
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) and isinstance(part, str) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        )
+        if (
+            len(out) == 1
+            and part in KINDS
+            and isinstance(node, dict)
+            and i + 1 < len(loc)
+            and loc[i + 1] == node.get("kind")
+        ):
+            i += 1  # skip the tag
+        i += 1
+    # pydantic adds the literal/function name for unions of constrained types: drop non-key tails
+    return tuple(p for p in out if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        else:
+            parts.append(p)
+    return ".".join(parts) or "(top level)"
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        # "lr_rate" vs "learning_rate": also try matching on a shared suffix or prefix
+        close = [o for o in options if o.endswith(word.split("_")[-1]) and "_" in word]
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], source: str) -> str:
+    loc = _clean_loc(tuple(err["loc"]), raw)
+    key = _dotted(loc)
+    line = None
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            line = lines[loc[:n]]
+            break
+    where = f"{source}:{line}" if line is not None else source
+    kind = err["type"]
+    received = err.get("input")
+    if kind == "extra_forbidden":
+        cls = _model_at(loc[:-1], raw)
+        allowed = sorted(cls.model_fields) if cls else []
+        hint = _did_you_mean(str(loc[-1]), allowed)
+        if not hint and len(loc) == 1:
+            # a section's key written at the top level (`epochs:` instead of `train.epochs:`)
+            nested = [f"{sec}.{f}" for sec in ("train", "runtime", "data", "model", "optimizer") for f in
+                      (_model_at((sec,), raw).model_fields if _model_at((sec,), raw) else {})]
+            close = difflib.get_close_matches(str(loc[-1]), [n.split(".")[1] for n in nested], n=1, cutoff=0.75)
+            if close:
+                hint = f"; did you mean `{next(n for n in nested if n.endswith('.' + close[0]))}`?"
+        sep = " " if hint else ". "
+        allowed_txt = f"{sep}Allowed keys: {', '.join(allowed)}." if allowed else ("" if hint else ".")
+        return f"{where}: unknown key `{key}`{hint}{allowed_txt}"
+    if kind == "missing":
+        return f"{where}: missing required key `{key}`."
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        section = str(loc[0]) if loc else ""
+        options = sorted(KINDS.get(section, {}))
+        got = raw.get(section, {}).get("kind") if isinstance(raw, dict) and isinstance(raw.get(section), dict) else None
+        if kind == "union_tag_not_found":
+            return f"{where}: `{key}.kind` is missing. Set it to one of: {', '.join(options)}."
+        hint = _did_you_mean(str(got), options)
+        return f"{where}: `{key}.kind` received {got!r}; expected one of: {', '.join(options)}{hint}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
+        hint = _did_you_mean(str(received), options)
+        return f"{where}: `{key}` received {received!r}; expected one of: {', '.join(options)}{hint}"
+    if kind == "model_type" or kind == "model_attributes_type" or kind == "dict_type":
+        return f"{where}: `{key}` must be a mapping of keys to values. Received: {received!r}."
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    return f"{where}: `{key}` {msg[0].lower() + msg[1:]}. Received: {received!r}."
+
+
+def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
+    if raw is None:
+        raise ConfigError(f"{source}: the config is empty. Start from one in configs/, e.g. configs/digits_cnn.yaml.")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}:1: the top level must be a mapping of keys (name, data, model, ...), "
+            f"not a {type(raw).__name__}."
+        )
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        seen: set[str] = set()
+        for err in exc.errors(include_url=False):
+            text = _format_problem(dict(err), raw, lines, source)
+            if text not in seen:  # unions of constrained types can report one problem twice
+                seen.add(text)
+                problems.append(text)
+        problems.sort(key=lambda p: int(p.split(":")[1]) if p.split(":")[1].isdigit() else 0)
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the config", problems) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set a.b=value`` overrides to a raw config mapping (values parsed as YAML)."""
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.learning_rate=3e-3")
+            continue
+        dotted, _, text = item.partition("=")
+        keys = [k for k in dotted.strip().split(".")]
+        if not all(keys):
+            problems.append(f"--set {item!r}: empty key in {dotted!r}")
+            continue
+        try:
+            value = parse_scalar(text)
+        except ConfigError as exc:
+            problems.append(f"--set {item!r}: {exc.message}")
+            continue
+        node = raw
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[k] = nxt
+            node = nxt
+        node[keys[-1]] = value
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in --set", problems)
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config file.
+
+    Raises:
+        ConfigError: with every problem found; the CLI turns it into exit code 2.
+    """
+    source = Path(path)
+    raw, lines = read_yaml_file(source)
+    if overrides:
+        if raw is None:
+            raw = {}
+        if isinstance(raw, dict):
+            raw = apply_overrides(raw, overrides)
+    return _validate(raw, lines, str(source))
+
+
+def load_config_text(text: str, source: str = "<config>") -> Config:
+    """Validate a config given as YAML text (used for configs stored in a run directory)."""
+    from dltrain.yamlio import parse_yaml
+
+    raw, lines = parse_yaml(text, source)
+    return _validate(raw, lines, source)
+
+
+def _kind_first(node: Any) -> Any:
+    if isinstance(node, dict):
+        ordered = {"kind": node["kind"]} if "kind" in node else {}
+        ordered.update({k: _kind_first(v) for k, v in node.items() if k != "kind"})
+        return ordered
+    return node
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain data, every default filled in."""
+    return _kind_first(json.loads(cfg.model_dump_json()))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for mappings, flow style for short lists of scalars (``filters: [32, 64]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(not isinstance(x, dict | list) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config, for editor completion (yaml-language-server)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dltrain experiment config"
+    return schema
+
+
+def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two resolved configs."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(diff_configs(a, b, path + "."))
+        elif a != b:
+            out.append(path)
+    return out

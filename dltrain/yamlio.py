@@ -1,0 +1,127 @@
+"""A strict YAML reader: duplicate keys are errors, ``1e-3`` is a float, every key knows its line.
+
+PyYAML follows YAML 1.1, which reads ``1e-3`` as a string and silently keeps the last of two equal keys.
+Both are traps in an experiment config, so this loader fixes them, and records the line of each key path
+so config errors can point at it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dltrain.errors import ConfigError
+
+# YAML 1.2 core-schema floats: "1e-3", "1.0e-3", ".5", "-2E+4", "inf", "nan".
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+KeyPath = tuple[str | int, ...]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats."""
+
+
+# Replace the YAML 1.1 float resolver with the 1.2 one.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _where(source: str, node: yaml.Node) -> str:
+    mark = node.start_mark
+    return f"{source}:{mark.line + 1}:{mark.column + 1}"
+
+
+class _Builder:
+    """Turns a composed node tree into plain Python, checking keys and remembering lines."""
+
+    def __init__(self, loader: _StrictLoader, source: str) -> None:
+        self.loader = loader
+        self.source = source
+        self.lines: dict[KeyPath, int] = {}
+        self.problems: list[str] = []
+
+    def build(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in out:
+                    first = self.lines.get((*path, key), "?")
+                    dotted = ".".join(str(p) for p in (*path, key))
+                    self.problems.append(
+                        f"{_where(self.source, key_node)}: duplicate key `{dotted}` (first set on line {first}); "
+                        "keep only one"
+                    )
+                    continue
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
+    """Parse ``text`` strictly.
+
+    Returns:
+        The data and a map from key path to 1-based line number.
+
+    Raises:
+        ConfigError: on a syntax error (with line:column) or duplicate keys.
+    """
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        builder = _Builder(loader, source)
+        data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}. Fix the YAML at that line.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    if builder.problems:
+        raise ConfigError(f"{source}: {len(builder.problems)} problem(s) in the YAML", builder.problems)
+    return data, builder.lines
+
+
+def read_yaml_file(path: Path) -> tuple[Any, dict[KeyPath, int]]:
+    """Read and parse a YAML file; a missing or unreadable file is a ``ConfigError``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found. Check the path.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse one ``--set`` value the way the config file would (``3e-3`` -> float, ``[32, 64]`` -> list)."""
+    data, _ = parse_yaml(text, "--set")
+    return data
