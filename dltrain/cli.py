@@ -1,0 +1,186 @@
+"""The ``dltrain`` command line. Light zone: TensorFlow is imported inside command bodies only.
+
+``dltrain --help``, ``dltrain config ...`` and every config error return without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dltrain import __version__
+from dltrain.config import Config, json_schema, load_config, to_yaml
+from dltrain.console import setup_logging, stderr, stdout
+from dltrain.errors import EXIT_INTERRUPTED, DltrainError
+
+log = logging.getLogger("dltrain")
+
+app = typer.Typer(
+    name="dltrain",
+    help="Train Keras / TensorFlow models from YAML experiment configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+config_app = typer.Typer(help="Show a resolved config or the config's JSON Schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a key, e.g. --set optimizer.learning_rate=3e-3 (repeatable)."),
+]
+RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn a ``DltrainError`` into its one-line message and exit code; Ctrl-C into exit 130."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DltrainError as exc:
+            raise _fail(_escape(str(exc)), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted by Ctrl-C.", EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _out(text: str) -> None:
+    """A result line on stdout, never wrapped (paths stay copyable)."""
+    sys.stdout.write(text + "\n")
+
+
+def _load(config: Path, overrides: list[str] | None) -> Config:
+    return load_config(config, overrides or [])
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"dltrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train Keras / TensorFlow models from YAML experiment configs.
+
+    fit trains and writes runs/<name>-<time>/; lr-find suggests a learning rate; evaluate scores a run on its
+    held-out test split.
+    """
+
+
+@app.command()
+@handle_errors
+def fit(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False) -> None:
+    """Train a model from CONFIG into a new run directory."""
+    cfg = _load(config, set_)
+    setup_logging(verbose)
+    from dltrain import commands
+
+    outcome = commands.fit(cfg, runs_dir)
+    result = outcome.result
+    best = f"{result.monitor} {result.best_value:.4f} at epoch {result.best_epoch}" if result.best_epoch else "none"
+    _out(f"run: {outcome.run_dir}")
+    _out(
+        f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''}; "
+        f"best {best}; model: {outcome.run_dir / 'model.keras'}"
+    )
+    _out(f"next: dltrain evaluate {outcome.run_dir}")
+
+
+@app.command("lr-find")
+@handle_errors
+def lr_find(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False) -> None:
+    """Learning-rate range test: sweep the LR on a fresh model and suggest one."""
+    cfg = _load(config, set_)
+    setup_logging(verbose)
+    from dltrain import commands
+
+    run_dir, result = commands.lr_find(cfg, runs_dir)
+    s = result.suggestion
+    _out(f"run: {run_dir}")
+    if s.lr is None:
+        _out(f"no suggestion: {s.message}")
+    else:
+        _out(f"suggested learning rate: {s.lr:.3g} (rule {s.rule}, {len(result.lrs)} steps)")
+        _out(f"use it: --set optimizer.learning_rate={s.lr:.3g}  (or learning_rate: auto)")
+    for warning in s.warnings:
+        stderr.print(f"[yellow]warning:[/] {_escape(warning)}")
+    _out(f"plot: {run_dir / 'lr_find' / 'lr_find.png'}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory written by dltrain fit.", show_default=False)],
+    split: Annotated[str, typer.Option(help="Split to score: test (held out) or validation.")] = "test",
+    top_k: Annotated[int, typer.Option(help="How many of the worst mistakes to keep.", min=0)] = 16,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score a trained run on held-out data it never trained on."""
+    if split not in ("test", "validation"):
+        raise _fail(f"--split must be test or validation. Received: {split!r}.", 2)
+    setup_logging(verbose)
+    from dltrain import evaluate as evaluation
+
+    report = evaluation.evaluate_run(run, split, top_k=top_k)
+    evaluation.print_report(report, stdout)
+
+
+@config_app.command("show")
+@handle_errors
+def config_show(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Print the resolved config: every default filled in, overrides applied."""
+    cfg = _load(config, set_)
+    sys.stdout.write(to_yaml(cfg))
+
+
+@config_app.command("schema")
+@handle_errors
+def config_schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """Print the config's JSON Schema (point your editor's YAML plugin at it)."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        _out(f"wrote {output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``cnn``: conv blocks from a list of filter counts, optional batch norm and residual skips, a dense head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from dltrain.errors import ConfigError
+from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
+
+
+def _conv_block(x: keras.KerasTensor, filters: int, cfg: Any) -> keras.KerasTensor:
+    shortcut = x
+    for _ in range(cfg.convs_per_block):
+        x = keras.layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm)(x)
+        if cfg.batch_norm:
+            x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = activation_layer(cfg.activation)(x)
+    if cfg.residual:
+        if shortcut.shape[-1] != filters:
+            shortcut = keras.layers.Conv2D(filters, 1, padding="same")(shortcut)
+        x = keras.layers.Add()([x, shortcut])
+    return x
+
+
+@MODELS.register("cnn")
+def build_cnn(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
+    if len(input_shape) not in (2, 3):
+        raise ConfigError(
+            f"`model.kind` cnn needs images (height, width[, channels]); the data has shape {input_shape}. "
+            "Use model.kind dense or rnn for this data."
+        )
+    inputs, x = input_stem(input_shape, scale)
+    if len(input_shape) == 2:
+        x = keras.layers.Reshape((*input_shape, 1))(x)
+    for filters in cfg.filters:
+        x = _conv_block(x, filters, cfg)
+        # Pool only while there is something left to halve (8x8 digits run out after three blocks).
+        if cfg.pool != "none" and min(x.shape[1], x.shape[2]) >= 2:
+            pool = keras.layers.MaxPooling2D if cfg.pool == "max" else keras.layers.AveragePooling2D
+            x = pool(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x) if cfg.global_pool else keras.layers.Flatten()(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout)(x)
+    logits = head(x, cfg.dense, num_classes, activation=cfg.activation, dropout=cfg.dropout)
+    return keras.Model(inputs, logits, name=model_name(cfg))

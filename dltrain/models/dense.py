@@ -1,0 +1,20 @@
+"""``dense``: a multilayer perceptron (no hidden layer is the Keras tutorial's softmax regression)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from dltrain.models.common import MODELS, head, input_stem, model_name
+
+
+@MODELS.register("dense")
+def build_dense(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
+    inputs, x = input_stem(input_shape, scale)
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten()(x)
+    logits = head(
+        x, cfg.units, num_classes, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm
+    )
+    return keras.Model(inputs, logits, name=model_name(cfg))

@@ -1,0 +1,28 @@
+"""``rnn``: stacked SimpleRNN / LSTM / GRU layers, optionally bidirectional; images are read row by row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from dltrain.models.common import MODELS, head, input_stem, model_name
+
+_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.layers.SimpleRNN}
+
+
+@MODELS.register("rnn")
+def build_rnn(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
+    inputs, x = input_stem(input_shape, scale)
+    if len(input_shape) == 1:  # a plain sequence of numbers: one feature per step
+        x = keras.layers.Reshape((input_shape[0], 1))(x)
+    elif len(input_shape) > 2:  # an image with channels: each row is a step of width * channels features
+        x = keras.layers.Reshape((input_shape[0], -1))(x)
+    layer_cls = _CELLS[cfg.cell]
+    for i, units in enumerate(cfg.units):
+        layer = layer_cls(units, return_sequences=i < len(cfg.units) - 1)
+        x = keras.layers.Bidirectional(layer)(x) if cfg.bidirectional else layer(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout)(x)
+    logits = head(x, cfg.dense, num_classes, dropout=cfg.dropout)
+    return keras.Model(inputs, logits, name=model_name(cfg))
