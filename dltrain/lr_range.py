@@ -181,6 +181,13 @@ def valley(lrs: ArrayLike, losses: ArrayLike) -> int | None:
     if length[end] < 2:
         return None
     start = int(first[end])
+    # A long flat lead-in (the learning rate still too small to matter) counts as "decreasing" through
+    # noise and drags the pick toward uselessly small rates on short sweeps; the valley starts where the
+    # loss has really begun to fall: the first point below the top by a tenth of the valley's depth.
+    depth = y[start] - y[end]
+    fallen = np.flatnonzero(y[start : end + 1] <= y[start] - 0.1 * depth)
+    if fallen.size:
+        start += int(fallen[0])
     span = end - start
     return start + int(span / 3) + int(span / 6)
 

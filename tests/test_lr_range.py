@@ -152,9 +152,23 @@ def test_valley_on_u_curve_lands_in_the_descent() -> None:
     idx = valley(lrs, losses)
     assert idx is not None
     minimum_idx = int(np.argmin(losses))
-    # The valley runs from the start to the bottom; the rule picks ~half-way (1/3 + 1/6 of it).
-    assert idx == int(minimum_idx / 3) + int(minimum_idx / 6)
+    # The valley runs from where the loss has fallen by a tenth of its depth to the bottom; the rule picks
+    # ~half-way (1/3 + 1/6 of it).
+    start = int(np.flatnonzero(losses <= losses[0] - 0.1 * (losses[0] - losses[minimum_idx]))[0])
+    span = minimum_idx - start
+    assert idx == start + int(span / 3) + int(span / 6)
     assert 1e-5 < lrs[idx] < 1e-3
+
+
+def test_valley_skips_a_long_flat_lead_in() -> None:
+    # 60 points that barely creep down (lr too small to matter), a 25-point descent, then divergence.
+    lrs = np.geomspace(1e-7, 10, 100)
+    flat = 3.0 - 1e-4 * np.arange(60)
+    fall = np.linspace(2.99, 0.5, 26)[1:]
+    rise = np.linspace(0.6, 4.0, 15)
+    losses = np.concatenate([flat, fall, rise])
+    idx = valley(lrs, losses)
+    assert idx is not None and 60 <= idx < 85, idx  # inside the real descent, not on the plateau
 
 
 def test_valley_hand_example() -> None:

@@ -25,7 +25,7 @@ def build_model(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, sca
 def with_probabilities(model: keras.Model) -> keras.Model:
     """The same layers with a softmax on top: what ``model.keras`` holds for users and for evaluate."""
     probs = keras.layers.Softmax(name="probabilities", dtype="float32")(model.outputs[0])
-    return keras.Model(model.inputs, probs, name=model.name)
+    return keras.Model(model.inputs[0], probs, name=model.name)
 
 
 __all__ = ["MODELS", "build_model", "with_probabilities"]
