@@ -100,7 +100,9 @@ def _root(
 
 @app.command()
 @handle_errors
-def fit(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False) -> None:
+def fit(
+    config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False
+) -> None:
     """Train a model from CONFIG into a new run directory."""
     cfg = _load(config, set_)
     setup_logging(verbose)
@@ -108,7 +110,11 @@ def fit(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("run
 
     outcome = commands.fit(cfg, runs_dir)
     result = outcome.result
-    best = f"{result.monitor} {result.best_value:.4f} at epoch {result.best_epoch}" if result.best_epoch else "none"
+    best = (
+        f"{result.monitor} {result.best_value:.4f} at epoch {result.best_epoch}"
+        if result.best_epoch
+        else "none"
+    )
     _out(f"run: {outcome.run_dir}")
     _out(
         f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''}; "
@@ -119,7 +125,9 @@ def fit(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("run
 
 @app.command("lr-find")
 @handle_errors
-def lr_find(config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False) -> None:
+def lr_find(
+    config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False
+) -> None:
     """Learning-rate range test: sweep the LR on a fresh model and suggest one."""
     cfg = _load(config, set_)
     setup_logging(verbose)

@@ -38,9 +38,7 @@ def _versions() -> dict[str, str]:
 
 def _data_record(splits: Splits) -> dict[str, Any]:
     record = splits.describe()
-    record["fingerprints"] = {
-        split: splits.fingerprint(split) for split, n in splits.sizes().items() if n
-    }
+    record["fingerprints"] = {split: splits.fingerprint(split) for split, n in splits.sizes().items() if n}
     record["notes"] = splits.notes
     return record
 
@@ -114,7 +112,9 @@ def fit(cfg: Config, runs_root: Path) -> FitOutcome:
             )
             result = trainer_fit.run()
             trainer_fit.export_best()
-            plots.plot_learning_curves(read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png")
+            plots.plot_learning_curves(
+                read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
+            )
         except NonFiniteLossError as exc:
             record.finish("failed", f"non-finite loss: {exc.message}")
             raise
@@ -131,7 +131,12 @@ def fit(cfg: Config, runs_root: Path) -> FitOutcome:
         record.update(
             epochs_run=result.epochs_run,
             stopped_early=result.stopped_early,
-            best={"epoch": result.best_epoch, "monitor": result.monitor, "value": result.best_value, "row": best_row},
+            best={
+                "epoch": result.best_epoch,
+                "monitor": result.monitor,
+                "value": result.best_value,
+                "row": best_row,
+            },
         )
         record.finish("finished")
     return FitOutcome(run_dir, result, float(learning_rate))

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dltrain.errors import ConfigError
 from dltrain.yamlio import KeyPath, parse_scalar, read_yaml_file
@@ -126,6 +134,7 @@ ModelConfig = Annotated[DenseModel | CnnModel | RnnModel, Field(discriminator="k
 
 # ----------------------------------------------------------------------------------------- optimizer
 
+
 def _learning_rate(value: Any) -> float | str:
     if value == "auto":
         return "auto"
@@ -144,7 +153,9 @@ class _OptimizerBase(_Strict):
         1e-3, description="Peak learning rate, or 'auto' to run lr-find first and use its suggestion."
     )
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
-    clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(None, description="Clip the global gradient norm.")
+    clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="Clip the global gradient norm."
+    )
 
 
 class SgdOptimizer(_OptimizerBase):
@@ -224,7 +235,9 @@ class EarlyStopping(_Strict):
 
 class TrainConfig(_Strict):
     epochs: PositiveInt = 10
-    monitor: Monitor = Field("val_loss", description="Metric that picks the best epoch (exported model.keras).")
+    monitor: Monitor = Field(
+        "val_loss", description="Metric that picks the best epoch (exported model.keras)."
+    )
     early_stopping: EarlyStopping | None = None
     steps_per_execution: PositiveInt = Field(
         1, description="Training steps per tf.function call; more cuts Python overhead on small models."
@@ -253,8 +266,7 @@ class LrFindConfig(_Strict):
     def _range(self) -> LrFindConfig:
         if self.end_lr <= self.start_lr:
             raise ValueError(
-                f"end_lr ({self.end_lr}) must be larger than start_lr ({self.start_lr}); "
-                "the sweep goes up"
+                f"end_lr ({self.end_lr}) must be larger than start_lr ({self.start_lr}); the sweep goes up"
             )
         return self
 
@@ -336,8 +348,12 @@ def _clean_loc(loc: tuple[str | int, ...], raw: Any) -> tuple[str | int, ...]:
     while i < len(loc):
         part = loc[i]
         out.append(part)
-        node = node.get(part) if isinstance(node, dict) and isinstance(part, str) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        node = (
+            node.get(part)
+            if isinstance(node, dict) and isinstance(part, str)
+            else (
+                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+            )
         )
         if (
             len(out) == 1
@@ -387,9 +403,13 @@ def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], so
         hint = _did_you_mean(str(loc[-1]), allowed)
         if not hint and len(loc) == 1:
             # a section's key written at the top level (`epochs:` instead of `train.epochs:`)
-            nested = [f"{sec}.{f}" for sec in ("train", "runtime", "data", "model", "optimizer") for f in
-                      (_model_at((sec,), raw).model_fields if _model_at((sec,), raw) else {})]
-            close = difflib.get_close_matches(str(loc[-1]), [n.split(".")[1] for n in nested], n=1, cutoff=0.75)
+            nested = []
+            for sec in ("train", "runtime", "data", "model", "optimizer"):
+                sec_cls = _model_at((sec,), raw)
+                nested += [f"{sec}.{f}" for f in (sec_cls.model_fields if sec_cls else {})]
+            close = difflib.get_close_matches(
+                str(loc[-1]), [n.split(".")[1] for n in nested], n=1, cutoff=0.75
+            )
             if close:
                 hint = f"; did you mean `{next(n for n in nested if n.endswith('.' + close[0]))}`?"
         sep = " " if hint else ". "
@@ -400,7 +420,11 @@ def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], so
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         section = str(loc[0]) if loc else ""
         options = sorted(KINDS.get(section, {}))
-        got = raw.get(section, {}).get("kind") if isinstance(raw, dict) and isinstance(raw.get(section), dict) else None
+        got = (
+            raw.get(section, {}).get("kind")
+            if isinstance(raw, dict) and isinstance(raw.get(section), dict)
+            else None
+        )
         if kind == "union_tag_not_found":
             return f"{where}: `{key}.kind` is missing. Set it to one of: {', '.join(options)}."
         hint = _did_you_mean(str(got), options)
@@ -421,7 +445,9 @@ def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], so
 
 def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
     if raw is None:
-        raise ConfigError(f"{source}: the config is empty. Start from one in configs/, e.g. configs/digits_cnn.yaml.")
+        raise ConfigError(
+            f"{source}: the config is empty. Start from one in configs/, e.g. configs/digits_cnn.yaml."
+        )
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}:1: the top level must be a mapping of keys (name, data, model, ...), "
@@ -446,7 +472,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     problems = []
     for item in overrides:
         if "=" not in item:
-            problems.append(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.learning_rate=3e-3")
+            problems.append(
+                f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.learning_rate=3e-3"
+            )
             continue
         dotted, _, text = item.partition("=")
         keys = [k for k in dotted.strip().split(".")]

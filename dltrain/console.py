@@ -27,10 +27,11 @@ def setup_logging(verbose: bool = False) -> None:
     """Configure logging once: Rich on a terminal, plain lines when stderr is a file or pipe."""
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.olds):
+        root.removeHandler(old)
+    handler: logging.Handler
     if stderr.is_terminal:
-        handler: logging.Handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
+        handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

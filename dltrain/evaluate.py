@@ -48,7 +48,9 @@ def _read_run_config(run_dir: Path) -> Config:
     try:
         return load_config_text(text, str(path))
     except ConfigError as exc:
-        raise RunDirError(f"{path}: the run's config is corrupt or from another version: {exc.message}") from None
+        raise RunDirError(
+            f"{path}: the run's config is corrupt or from another version: {exc.message}"
+        ) from None
 
 
 def _load_model(path: Path, status: str) -> Any:
@@ -60,7 +62,9 @@ def _load_model(path: Path, status: str) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean one thing: the file is unusable
-        raise RunDirError(f"{path}: cannot load the model ({type(exc).__name__}: {str(exc)[:200]}).") from None
+        raise RunDirError(
+            f"{path}: cannot load the model ({type(exc).__name__}: {str(exc)[:200]})."
+        ) from None
 
 
 def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size: int = 512) -> EvalReport:
@@ -85,11 +89,15 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     model = _load_model(run_dir / "model.keras", str(record.get("status")))
     want_shape = tuple(model.inputs[0].shape[1:])
     if want_shape != x.shape[1:]:
-        raise DataError(f"the model takes inputs of shape {want_shape} but the {split} data has {x.shape[1:]}.")
+        raise DataError(
+            f"the model takes inputs of shape {want_shape} but the {split} data has {x.shape[1:]}."
+        )
     n_out = int(model.outputs[0].shape[-1])
     if n_out != splits.num_classes:
         raise DataError(f"the model predicts {n_out} classes but the data has {splits.num_classes}.")
-    probs = np.asarray(model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0), dtype=np.float64)
+    probs = np.asarray(
+        model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0), dtype=np.float64
+    )
     pred = probs.argmax(axis=1)
     losses = metrics.cross_entropy(probs, y)
     cm = metrics.confusion_matrix(y, pred, splits.num_classes)
@@ -106,12 +114,14 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "metrics.json", summary)
     _write_csv(out_dir / "per_class.csv", ["class", "precision", "recall", "f1", "support"], per_class)
-    cm_rows = [{"true": name, **{p: int(v) for p, v in zip(splits.class_names, row, strict=True)}}
-               for name, row in zip(splits.class_names, cm, strict=True)]
+    cm_rows = [
+        {"true": name, **{p: int(v) for p, v in zip(splits.class_names, row, strict=True)}}
+        for name, row in zip(splits.class_names, cm, strict=True)
+    ]
     _write_csv(out_dir / "confusion_matrix.csv", ["true", *splits.class_names], cm_rows)
     plots.plot_confusion_matrix(cm, splits.class_names, out_dir / "confusion_matrix.png")
     top_idx = metrics.top_losses(losses, top_k) if top_k else np.array([], dtype=np.int64)
-    top = [
+    top: list[dict[str, Any]] = [
         {
             "index": int(i),
             "true": splits.class_names[int(y[i])],
@@ -122,7 +132,11 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
         }
         for i in top_idx
     ]
-    _write_csv(out_dir / "top_losses.csv", ["index", "true", "predicted", "loss", "probability", "true_probability"], top)
+    _write_csv(
+        out_dir / "top_losses.csv",
+        ["index", "true", "predicted", "loss", "probability", "true_probability"],
+        top,
+    )
     if len(top_idx) and x.ndim in (3, 4):
         images = x[top_idx].astype(np.float64) / splits.scale
         plots.plot_top_losses(
@@ -158,7 +172,11 @@ def print_report(report: EvalReport, console: Console) -> None:
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in report.per_class:
         table.add_row(
-            str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])
+            str(row["class"]),
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
         )
     console.print(table)
     if report.top:

@@ -94,8 +94,12 @@ def _rmsprop(cfg: Any, learning_rate: Any) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(rho=cfg.rho, momentum=cfg.momentum, **_common(cfg, learning_rate))
 
 
-def build_optimizer(cfg: Any, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
-                    *, precision: str = "float32") -> keras.optimizers.Optimizer:
+def build_optimizer(
+    cfg: Any,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    *,
+    precision: str = "float32",
+) -> keras.optimizers.Optimizer:
     """The optimizer named by ``cfg.kind``; wrapped for loss scaling under mixed float16."""
     optimizer = OPTIMIZERS.get(cfg.kind)(cfg, learning_rate)
     if precision == "mixed_float16":

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ LOCK_FILE = ".lock"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def create_run_dir(runs_root: Path, name: str, *, suffix: str = "") -> Path:
@@ -39,7 +39,9 @@ def create_run_dir(runs_root: Path, name: str, *, suffix: str = "") -> Path:
     try:
         runs_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"cannot create the runs folder {runs_root}: {exc.strerror}. Pass --runs-dir.") from None
+        raise RunDirError(
+            f"cannot create the runs folder {runs_root}: {exc.strerror}. Pass --runs-dir."
+        ) from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{name}{'-' + suffix if suffix else ''}-{stamp}"
     for n in range(1000):
@@ -82,7 +84,12 @@ class RunLock:
                     pid = int(owner["pid"])
                 except (OSError, ValueError, KeyError, TypeError):
                     pid = -1
-                if pid > 0 and pid != os.getpid() and _pid_alive(pid) and owner.get("host") == socket.gethostname():
+                if (
+                    pid > 0
+                    and pid != os.getpid()
+                    and _pid_alive(pid)
+                    and owner.get("host") == socket.gethostname()
+                ):
                     raise RunDirError(
                         f"{self.path.parent}: run locked by pid {pid} (still running). Wait for it or stop it."
                     ) from None

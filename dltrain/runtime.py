@@ -74,8 +74,14 @@ def _pick_strategy(name: str) -> tuple[tf.distribute.Strategy, str, str]:
         return tf.distribute.OneDeviceStrategy(device), "one_device", f"set in runtime.strategy ({device})"
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in cpus]
-        return tf.distribute.MirroredStrategy(devices), "mirrored", f"set in runtime.strategy ({len(devices)} devices)"
-    raise ConfigError(f"`runtime.strategy` received {name!r}; expected one of: auto, default, one_device, mirrored")
+        return (
+            tf.distribute.MirroredStrategy(devices),
+            "mirrored",
+            f"set in runtime.strategy ({len(devices)} devices)",
+        )
+    raise ConfigError(
+        f"`runtime.strategy` received {name!r}; expected one of: auto, default, one_device, mirrored"
+    )
 
 
 def _pick_precision(setting: str) -> str:
@@ -115,6 +121,9 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
     try:
         devices = list(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list: it runs where TF places ops
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")[:1] or tf.config.list_logical_devices("CPU")[:1]]
+        devices = [
+            d.name
+            for d in tf.config.list_logical_devices("GPU")[:1] or tf.config.list_logical_devices("CPU")[:1]
+        ]
     log.info("strategy %s (%s), %d replica(s), precision %s", name, reason, replicas, precision)
     return Runtime(strategy, name, reason, replicas, precision, cfg.jit_compile, devices)

@@ -31,8 +31,8 @@ from dltrain.fsutil import fsync_dir
 from dltrain.models import build_model, with_probabilities
 from dltrain.optim import TableSchedule, build_optimizer, lr_table
 from dltrain.pipeline import ArrayPipeline
-from dltrain.runtime import Runtime
 from dltrain.rundir import METRICS_FILE, MetricsLog
+from dltrain.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,9 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         self.train_data = ArrayPipeline(splits.x_train, splits.y_train, self.global_batch)
         self.val_data = (
-            ArrayPipeline(splits.x_val, splits.y_val, self.global_batch) if splits.x_val is not None else None
+            ArrayPipeline(splits.x_val, splits.y_val, self.global_batch)
+            if splits.x_val is not None and splits.y_val is not None
+            else None
         )
         self._train_chunk = self._make_train_chunk()
         self._eval_chunk = self._make_eval_chunk()
@@ -139,7 +141,7 @@ class Trainer:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
                 scaled = optimizer.scale_loss(loss) if scales_loss else loss
             grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return tf.reduce_sum(per_example), correct, count
 
         step = tf.function(step_fn, jit_compile=True) if self.runtime.jit_compile else step_fn
@@ -204,7 +206,9 @@ class Trainer:
 class Fit:
     """Trains a config into a run directory: epochs, validation, checkpoints, metrics, best model."""
 
-    def __init__(self, cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, learning_rate: float) -> None:
+    def __init__(
+        self, cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, learning_rate: float
+    ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         steps_per_epoch = math.ceil(len(splits.y_train) / cfg.data.batch_size)
@@ -254,7 +258,9 @@ class Fit:
         self.metrics = MetricsLog(run_dir / METRICS_FILE, METRIC_COLUMNS)
         self.events = tf.summary.create_file_writer(str(run_dir / "events"))
 
-    def _epoch_row(self, epoch: int, train: StepTotals, val: StepTotals | None, wall: float, cpu: float) -> dict:
+    def _epoch_row(
+        self, epoch: int, train: StepTotals, val: StepTotals | None, wall: float, cpu: float
+    ) -> dict:
         step = int(self.trainer.optimizer.iterations.numpy())
         row: dict[str, Any] = {
             "epoch": epoch,

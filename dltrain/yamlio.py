@@ -98,7 +98,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}. Fix the YAML at that line.") from None
+        raise ConfigError(
+            f"{where}: YAML syntax error: {exc.problem or exc}. Fix the YAML at that line."
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML error: {exc}") from None
     finally:

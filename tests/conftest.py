@@ -21,18 +21,24 @@ def dltrain_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "dltrain"]
 
 
-def run_dltrain(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_dltrain(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
-        [*dltrain_cmd(), *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+        [*dltrain_cmd(), *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def run_dir_from(stdout: str) -> Path:
     for line in stdout.splitlines():
         if line.startswith("run: "):
-            return Path(line[len("run: "):].strip())
+            return Path(line[len("run: ") :].strip())
     raise AssertionError(f"no 'run: ' line in output:\n{stdout}")
 
 

@@ -42,8 +42,11 @@ def _metrics(run: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("cnn")
-    cfg = _write_config(tmp / "cnn.yaml", {"kind": "cnn", "filters": [16, 32], "batch_norm": True, "dense": [32]},
-                        train={"epochs": 4})
+    cfg = _write_config(
+        tmp / "cnn.yaml",
+        {"kind": "cnn", "filters": [16, 32], "batch_norm": True, "dense": [32]},
+        train={"epochs": 4},
+    )
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp / "runs"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir_from(proc.stdout)
@@ -66,7 +69,9 @@ def test_fit_writes_the_run_directory_contract(cnn_run: Path) -> None:
     assert record["wall_seconds"] > 0 and record["cpu_seconds"] > 0
     assert set(record["data"]["fingerprints"]) == {"train", "validation", "test"}
     resolved = yaml.safe_load((cnn_run / "config.yaml").read_text())
-    assert resolved["train"]["epochs"] == 4 and resolved["runtime"]["strategy"] == "auto"  # defaults filled in
+    assert (
+        resolved["train"]["epochs"] == 4 and resolved["runtime"]["strategy"] == "auto"
+    )  # defaults filled in
     assert not (cnn_run / ".lock").exists()
 
 
@@ -94,8 +99,14 @@ def test_evaluate_test_split_writes_every_report(cnn_run: Path) -> None:
     proc = run_dltrain("evaluate", str(cnn_run), "--top-k", "8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = cnn_run / "eval" / "test"
-    for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png",
-                 "top_losses.csv", "top_losses.png"):
+    for name in (
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "top_losses.csv",
+        "top_losses.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["examples"] == 359
@@ -153,8 +164,12 @@ def test_lr_find_suggests_a_rate_inside_the_sweep(tmp_path: Path) -> None:
 
 
 def test_fit_with_auto_learning_rate_records_the_found_value(tmp_path: Path) -> None:
-    cfg = _write_config(tmp_path / "c.yaml", {"kind": "dense", "units": [32]},
-                        optimizer={"kind": "adam", "learning_rate": "auto"}, train={"epochs": 1})
+    cfg = _write_config(
+        tmp_path / "c.yaml",
+        {"kind": "dense", "units": [32]},
+        optimizer={"kind": "adam", "learning_rate": "auto"},
+        train={"epochs": 1},
+    )
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = run_dir_from(proc.stdout)
@@ -170,9 +185,15 @@ def test_fit_with_auto_learning_rate_records_the_found_value(tmp_path: Path) -> 
 
 def test_data_error_exits_3_before_a_run_directory_exists(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "name": "missing", "data": {"kind": "npz", "path": str(tmp_path / "nope.npz")}, "model": {"kind": "dense"},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "missing",
+                "data": {"kind": "npz", "path": str(tmp_path / "nope.npz")},
+                "model": {"kind": "dense"},
+            }
+        )
+    )
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "data.path" in proc.stderr and "nope.npz" in proc.stderr
@@ -185,7 +206,9 @@ def test_batch_that_does_not_divide_over_replicas_is_a_config_error(tmp_path: Pa
     cfg_data = yaml.safe_load(cfg.read_text())
     cfg_data["data"]["batch_size"] = 33
     cfg.write_text(yaml.safe_dump(cfg_data))
-    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_CPU_DEVICES": "2"})
+    proc = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_CPU_DEVICES": "2"}
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "data.batch_size" in proc.stderr and "multiple of 2" in proc.stderr
 
@@ -234,10 +257,12 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path: Pat
     model = {"kind": "dense", "units": [32]}  # no dropout or batch norm: those differ per replica by design
     weights = {}
     for strategy in ("default", "mirrored"):
-        cfg = _write_config(tmp_path / f"{strategy}.yaml", model, runtime={"strategy": strategy},
-                            train={"epochs": 2})
-        proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / strategy),
-                           env={"DLTRAIN_CPU_DEVICES": "2"})
+        cfg = _write_config(
+            tmp_path / f"{strategy}.yaml", model, runtime={"strategy": strategy}, train={"epochs": 2}
+        )
+        proc = run_dltrain(
+            "fit", str(cfg), "--runs-dir", str(tmp_path / strategy), env={"DLTRAIN_CPU_DEVICES": "2"}
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = run_dir_from(proc.stdout)
         record = json.loads((run / "run.json").read_text())

@@ -26,7 +26,9 @@ def test_dense_hidden_layers_batch_norm_and_dropout() -> None:
     cfg = DenseModel(kind="dense", units=[32, 16], batch_norm=True, dropout=0.2, activation="gelu")
     model = build_model(cfg, input_shape=(8, 8), num_classes=3, scale=16.0)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds.count("Dense") == 3 and kinds.count("BatchNormalization") == 2 and kinds.count("Dropout") == 2
+    assert (
+        kinds.count("Dense") == 3 and kinds.count("BatchNormalization") == 2 and kinds.count("Dropout") == 2
+    )
     assert "Rescaling" in kinds  # model.keras takes raw stored inputs
     assert _logits(model, (8, 8)).shape == (4, 3)
 
@@ -40,10 +42,12 @@ def test_cnn_stops_pooling_when_the_image_runs_out() -> None:
 
 
 def test_cnn_residual_blocks_add_skips_and_project_channels() -> None:
-    cfg = CnnModel(kind="cnn", filters=[8, 16], residual=True, convs_per_block=2, global_pool=True, dense=[16])
+    cfg = CnnModel(
+        kind="cnn", filters=[8, 16], residual=True, convs_per_block=2, global_pool=True, dense=[16]
+    )
     model = build_model(cfg, input_shape=(12, 12, 3), num_classes=5, scale=255.0)
     adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
-    one_by_one = [l for l in model.layers if isinstance(l, keras.layers.Conv2D) and l.kernel_size == (1, 1)]
+    one_by_one = [c for c in model.layers if isinstance(c, keras.layers.Conv2D) and c.kernel_size == (1, 1)]
     assert len(adds) == 2 and len(one_by_one) == 2  # 3->8 and 8->16 channels both need a projection
     assert _logits(model, (12, 12, 3)).shape == (4, 5)
 

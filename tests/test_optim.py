@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from dltrain.config import (
-    AdamOptimizer, AdamWOptimizer, CosineSchedule, OneCycleSchedule, RmspropOptimizer, SgdOptimizer,
+    AdamOptimizer,
+    AdamWOptimizer,
+    CosineSchedule,
+    OneCycleSchedule,
+    RmspropOptimizer,
+    SgdOptimizer,
     StepSchedule,
 )  # fmt: skip
 from dltrain.optim import TableSchedule, build_optimizer, lr_table
@@ -23,8 +28,12 @@ def test_table_schedule_looks_up_every_step_and_holds_the_last() -> None:
 
 
 def test_step_and_cosine_tables_follow_the_config() -> None:
-    step = lr_table(StepSchedule(kind="step", step_epochs=2, gamma=0.5), 0.1, total_steps=60, steps_per_epoch=10)
-    assert step[0] == pytest.approx(0.1) and step[25] == pytest.approx(0.05) and step[45] == pytest.approx(0.025)
+    step = lr_table(
+        StepSchedule(kind="step", step_epochs=2, gamma=0.5), 0.1, total_steps=60, steps_per_epoch=10
+    )
+    assert (
+        step[0] == pytest.approx(0.1) and step[25] == pytest.approx(0.05) and step[45] == pytest.approx(0.025)
+    )
     cos = lr_table(CosineSchedule(kind="cosine", warmup_epochs=1, min_lr_fraction=0.1), 0.1, 100, 10)
     assert int(np.argmax(cos)) in (9, 10) and cos[-1] == pytest.approx(0.01)
 

@@ -48,7 +48,11 @@ class Splits:
             raise DataError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
         x, y = pairs[split]
         if x is None or y is None:
-            hint = "set data.validation_split above 0" if split == "validation" else "give the dataset a test split"
+            hint = (
+                "set data.validation_split above 0"
+                if split == "validation"
+                else "give the dataset a test split"
+            )
             raise DataError(f"this dataset has no {split} split; {hint}.")
         return x, y
 
@@ -106,12 +110,16 @@ def carve(
     return x[keep], y[keep], x[held_idx], y[held_idx]
 
 
-def check_pair(x: np.ndarray, y: np.ndarray, split: str, source: str, num_classes: int | None = None) -> np.ndarray:
+def check_pair(
+    x: np.ndarray, y: np.ndarray, split: str, source: str, num_classes: int | None = None
+) -> np.ndarray:
     """Check one split's arrays and return integer labels; problems are ``DataError`` naming ``source``."""
     if len(x) == 0:
         raise DataError(f"{source}: the {split} split is empty.")
     if len(x) != len(y):
-        raise DataError(f"{source}: the {split} split has {len(x)} inputs but {len(y)} labels; they must match.")
+        raise DataError(
+            f"{source}: the {split} split has {len(x)} inputs but {len(y)} labels; they must match."
+        )
     if x.ndim < 2:
         raise DataError(f"{source}: {split} inputs have shape {x.shape}; expected (examples, features...).")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
@@ -121,12 +129,16 @@ def check_pair(x: np.ndarray, y: np.ndarray, split: str, source: str, num_classe
     if y.ndim != 1:
         y = y.reshape(len(y), -1)
         if y.shape[1] != 1:
-            raise DataError(f"{source}: {split} labels have shape {y.shape}; expected one class index per example.")
+            raise DataError(
+                f"{source}: {split} labels have shape {y.shape}; expected one class index per example."
+            )
         y = y[:, 0]
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             bad = int(np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0])
-            raise DataError(f"{source}: {split} label #{bad} is {y[bad]!r}; labels must be class indices 0, 1, ...")
+            raise DataError(
+                f"{source}: {split} label #{bad} is {y[bad]!r}; labels must be class indices 0, 1, ..."
+            )
     elif not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{source}: {split} labels have dtype {y.dtype}; expected integer class indices.")
     y = y.astype(np.int64)
@@ -167,7 +179,7 @@ def load_splits(cfg: Any, seed: int) -> Splits:
         x_train, y_train, x_val, y_val = carve(
             x_train, y_train, cfg.validation_split, seed, "data.validation_split"
         )
-        if x_val is not None:
+        if y_val is not None:
             notes.append(f"validation: {len(y_val)} examples carved from train with seed {seed}")
     else:
         y_val = check_pair(x_val, y_val, "validation", raw.source, len(names))

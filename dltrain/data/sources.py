@@ -46,7 +46,7 @@ DATASETS: Registry[Callable[[Any], RawData]] = Registry("dataset")
 
 # ------------------------------------------------------------------------------------------ file IO
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -126,7 +126,9 @@ def read_npz(path: Path, key: str = "data.path") -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # zipfile, pickle and format errors all mean the same to a user
-        raise DataError(f"`{key}`: {path} is not a readable .npz file ({type(exc).__name__}: {exc}).") from None
+        raise DataError(
+            f"`{key}`: {path} is not a readable .npz file ({type(exc).__name__}: {exc})."
+        ) from None
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise DataError(
@@ -160,7 +162,9 @@ def _from_path(path: Path, classes: list[str]) -> RawData:
         arrays = read_idx_folder(path)
         if arrays is None:
             wanted = ", ".join(_IDX_NAMES.values())
-            raise DataError(f"`data.path`: {path} does not hold the four IDX files ({wanted}, optionally .gz).")
+            raise DataError(
+                f"`data.path`: {path} does not hold the four IDX files ({wanted}, optionally .gz)."
+            )
         return _raw_from_arrays(arrays, str(path), classes)
     if path.suffix == ".npz":
         return _raw_from_arrays(read_npz(path), str(path), classes)

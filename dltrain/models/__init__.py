@@ -6,8 +6,8 @@ from typing import Any
 
 import keras
 
-from dltrain.models.common import MODELS
 from dltrain.models import cnn, dense, rnn  # noqa: F401  (registers the builders)
+from dltrain.models.common import MODELS
 
 
 def build_model(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
