@@ -27,7 +27,7 @@ def setup_logging(verbose: bool = False) -> None:
     """Configure logging once: Rich on a terminal, plain lines when stderr is a file or pipe."""
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
-    for old in list(root.olds):
+    for old in list(root.handlers):
         root.removeHandler(old)
     handler: logging.Handler
     if stderr.is_terminal:
