@@ -274,3 +274,37 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path: Pat
         assert len(list((run / "checkpoints").glob("ckpt-2.index"))) == 1  # written once, not per replica
     for a, b in zip(weights["default"], weights["mirrored"], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path: Path) -> None:
+    # min_delta so large that no epoch after the first counts as an improvement: stops after 1 + patience
+    cfg = _write_config(
+        tmp_path / "c.yaml",
+        {"kind": "dense", "units": [16]},
+        train={"epochs": 6, "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 100.0}},
+    )
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    assert "stopped early" in proc.stdout
+    assert len(_metrics(run)) == 3
+    record = json.loads((run / "run.json").read_text())
+    assert record["stopped_early"] is True and record["epochs_run"] == 3
+
+
+def test_non_finite_loss_exits_4_and_never_exports_the_nan_model(tmp_path: Path) -> None:
+    cfg = _write_config(
+        tmp_path / "c.yaml",
+        {"kind": "dense", "units": [64]},
+        optimizer={"kind": "sgd", "learning_rate": 1.0e12},
+        schedule={"kind": "constant"},
+    )
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert "non-finite" in proc.stderr and "epoch 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run = next((tmp_path / "runs").iterdir())
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and "non-finite" in record["reason"]
+    assert not (run / "model.keras").exists()
+    assert not list((run / "checkpoints").glob("ckpt-*"))  # no checkpoint of NaN weights
