@@ -179,7 +179,8 @@ def print_report(report: EvalReport, console: Console) -> None:
             str(row["support"]),
         )
     console.print(table)
-    if report.top:
-        worst = ", ".join(f"#{t['index']} {t['true']}->{t['predicted']}" for t in report.top[:5])
+    mistakes = [t for t in report.top if t["true"] != t["predicted"]]
+    if mistakes:
+        worst = ", ".join(f"#{t['index']} {t['true']} taken for {t['predicted']}" for t in mistakes[:5])
         console.print(f"worst mistakes: {worst}", highlight=False, soft_wrap=True)
     console.print(f"files: {report.out_dir}", highlight=False, soft_wrap=True)

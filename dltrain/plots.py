@@ -80,6 +80,15 @@ def plot_lr_find(
             linestyle="none",
             label=f"{rule}: lr = {suggestion_lr:.2e}",
         )
+    if ok_raw.any():
+        # The divergence at the end can be 100x the rest of the curve; keep the useful part readable.
+        low = float(np.min(raw[ok_raw]))
+        high = float(np.percentile(raw[ok_raw], 90))
+        if ok_smooth.any():
+            high = max(high, float(np.max(smooth[ok_smooth][: max(1, int(ok_smooth.sum()) - 3)])))
+        if high > low:
+            pad = 0.08 * (high - low)
+            ax.set_ylim(low - pad, high + pad)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("loss")
