@@ -86,6 +86,28 @@ def _initial_best(monitor: str) -> float:
     return math.inf if "loss" in monitor else -math.inf
 
 
+def _summed_steps(strategy: tf.distribute.Strategy, step_fn: Any) -> Any:
+    """A tf.function that runs ``step_fn`` on ``steps`` batches of a distributed iterator in one call.
+
+    Several steps per call cut the Python overhead per step; the (loss_sum, correct, count) of every step
+    are summed over replicas and steps, so the caller reads exact totals.
+    """
+
+    @tf.function
+    def run(iterator: Any, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        loss_sum = tf.constant(0.0)
+        correct = tf.constant(0.0)
+        count = tf.constant(0.0)
+        for _ in tf.range(steps):
+            out = strategy.run(step_fn, args=next(iterator))
+            loss_sum += strategy.reduce(_SUM, out[0], axis=None)
+            correct += strategy.reduce(_SUM, out[1], axis=None)
+            count += strategy.reduce(_SUM, out[2], axis=None)
+        return loss_sum, correct, count
+
+    return run
+
+
 class Trainer:
     """A model, its optimizer and the compiled train / eval steps, under one strategy."""
 
@@ -145,41 +167,14 @@ class Trainer:
             return tf.reduce_sum(per_example), correct, count
 
         step = tf.function(step_fn, jit_compile=True) if self.runtime.jit_compile else step_fn
-
-        @tf.function
-        def train_chunk(iterator: Any, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            loss_sum = tf.constant(0.0)
-            correct = tf.constant(0.0)
-            count = tf.constant(0.0)
-            for _ in tf.range(steps):
-                out = strategy.run(step, args=next(iterator))
-                loss_sum += strategy.reduce(_SUM, out[0], axis=None)
-                correct += strategy.reduce(_SUM, out[1], axis=None)
-                count += strategy.reduce(_SUM, out[2], axis=None)
-            return loss_sum, correct, count
-
-        return train_chunk
+        return _summed_steps(strategy, step)
 
     def _make_eval_chunk(self) -> Any:
-        strategy = self.strategy
-
         def step_fn(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             per_example, correct, count = self._losses(x, y, training=False)
             return tf.reduce_sum(per_example), correct, count
 
-        @tf.function
-        def eval_chunk(iterator: Any, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            loss_sum = tf.constant(0.0)
-            correct = tf.constant(0.0)
-            count = tf.constant(0.0)
-            for _ in tf.range(steps):
-                out = strategy.run(step_fn, args=next(iterator))
-                loss_sum += strategy.reduce(_SUM, out[0], axis=None)
-                correct += strategy.reduce(_SUM, out[1], axis=None)
-                count += strategy.reduce(_SUM, out[2], axis=None)
-            return loss_sum, correct, count
-
-        return eval_chunk
+        return _summed_steps(self.strategy, step_fn)
 
     # ------------------------------------------------------------------------------------- passes
 
