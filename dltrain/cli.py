@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -101,14 +102,34 @@ def _root(
 @app.command()
 @handle_errors
 def fit(
-    config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Experiment config (YAML); optional with --resume.", show_default=False),
+    ] = None,
+    set_: SetOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this run directory from its last checkpoint (after a kill, Ctrl-C, SIGTERM)."
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Train a model from CONFIG into a new run directory."""
-    cfg = _load(config, set_)
+    """Train a model from CONFIG into a new run directory, or continue one with --resume."""
+    if config is None and resume is None:
+        raise _fail("give a CONFIG to train, or --resume RUN to continue a run.", 2)
+    if config is None and set_:
+        raise _fail("--set needs CONFIG: pass the run's config (RUN/config.yaml) with the changed keys.", 2)
+    cfg = _load(config, set_) if config is not None else None
     setup_logging(verbose)
     from dltrain import commands
 
-    outcome = commands.fit(cfg, runs_dir)
+    if resume is not None:
+        outcome = commands.resume(resume, cfg)
+    else:
+        assert cfg is not None
+        outcome = commands.fit(cfg, runs_dir)
     result = outcome.result
     best = (
         f"{result.monitor} {result.best_value:.4f} at epoch {result.best_epoch}"
@@ -187,6 +208,10 @@ def config_schema(
 
 
 def main() -> None:
+    # Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills without a word; ignored, the
+    # write fails with EFBIG instead and the run stops with a clear message and its checkpoints intact.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     app()
 
 

@@ -12,12 +12,23 @@ import keras
 import tensorflow as tf
 
 from dltrain import plots
-from dltrain.config import Config, to_yaml
+from dltrain.checkpoints import clean_leftovers
+from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.errors import ConfigError, DltrainError, NonFiniteLossError
+from dltrain.errors import ConfigError, DataError, DltrainError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
-from dltrain.rundir import METRICS_FILE, RunLock, RunRecord, create_run_dir, read_metrics, write_config
+from dltrain.rundir import (
+    METRICS_FILE,
+    RunLock,
+    RunRecord,
+    create_run_dir,
+    read_metrics,
+    read_run_config,
+    read_run_json,
+    write_config,
+)
 from dltrain.runtime import Runtime, setup_runtime
+from dltrain.stopping import stop_on_signals
 from dltrain.trainer import Fit, FitResult
 
 log = logging.getLogger(__name__)
@@ -66,6 +77,11 @@ def _lr_find_in(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) ->
     return result
 
 
+# Keys that may differ between a run's config and the one given to --resume; anything else changes what
+# the checkpoint means and is refused.
+SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience")
+
+
 def fit(cfg: Config, runs_root: Path) -> FitOutcome:
     """Train ``cfg`` into a new run directory under ``runs_root``."""
     splits, runtime = _prepare(cfg)
@@ -75,70 +91,140 @@ def fit(cfg: Config, runs_root: Path) -> FitOutcome:
         record = RunRecord(run_dir, "fit", cfg.seed)
         record.update(versions=_versions(), runtime=_batch_record(cfg, runtime), data=_data_record(splits))
         log.info("run directory: %s", run_dir)
-        try:
-            learning_rate = cfg.optimizer.learning_rate
-            if learning_rate == "auto":
-                found = _lr_find_in(cfg, splits, runtime, run_dir)
-                if found.suggestion.lr is None:
-                    raise ConfigError(
-                        f"`optimizer.learning_rate: auto`: lr-find gave no suggestion ({found.suggestion.message}). "
-                        "Set optimizer.learning_rate to a number."
-                    )
-                learning_rate = float(found.suggestion.lr)
-                cfg = cfg.model_copy(
-                    update={"optimizer": cfg.optimizer.model_copy(update={"learning_rate": learning_rate})}
-                )
-                write_config(
-                    run_dir,
-                    f"# optimizer.learning_rate was 'auto': {learning_rate:.4g} found by lr-find "
-                    f"(rule {found.suggestion.rule}); see lr_find/\n" + to_yaml(cfg),
-                )
-                record.update(
-                    learning_rate={"value": learning_rate, "source": "lr-find", "rule": found.suggestion.rule}
-                )
-                log.info("lr-find suggests %.4g (%s); training with it", learning_rate, found.suggestion.rule)
-            else:
-                record.update(learning_rate={"value": learning_rate, "source": "config"})
-            keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
-            trainer_fit = Fit(cfg, splits, runtime, run_dir, float(learning_rate))
-            record.update(
-                model={
-                    "kind": cfg.model.kind,
-                    "parameters": trainer_fit.trainer.count_params(),
-                    "input_shape": list(splits.input_shape),
-                    "num_classes": splits.num_classes,
-                },
-                steps_per_epoch=trainer_fit.steps_per_epoch,
+        return _train(cfg, splits, runtime, run_dir, record, resume=False)
+
+
+def resume(run_dir: Path, given: Config | None) -> FitOutcome:
+    """Continue a killed, interrupted or preempted run in place, to the same end as an uninterrupted one."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory.")
+    previous = read_run_json(run_dir)
+    cfg = read_run_config(run_dir)
+    changed: dict[str, Any] = {}
+    if given is not None:
+        old, new = to_dict(cfg), to_dict(given)
+        if new["optimizer"]["learning_rate"] == "auto" and old["optimizer"]["learning_rate"] != "auto":
+            new["optimizer"]["learning_rate"] = old["optimizer"]["learning_rate"]  # lr-find already ran here
+        differing = diff_configs(old, new)
+        unsafe = [key for key in differing if key not in SAFE_TO_CHANGE]
+        if unsafe:
+            raise ConfigError(
+                f"--resume {run_dir}: the config differs from the run's in {', '.join(unsafe)}; a checkpoint only "
+                f"continues the config it was trained with. Only {', '.join(SAFE_TO_CHANGE)} may change. "
+                "Start a new run for the rest."
             )
-            result = trainer_fit.run()
-            trainer_fit.export_best()
-            plots.plot_learning_curves(
-                read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
-            )
-        except NonFiniteLossError as exc:
-            record.finish("failed", f"non-finite loss: {exc.message}")
-            raise
-        except KeyboardInterrupt:
-            record.finish("interrupted", "Ctrl-C")
-            raise
-        except DltrainError as exc:
-            record.finish("failed", exc.message)
-            raise
-        except BaseException as exc:
-            record.finish("failed", f"{type(exc).__name__}: {exc}")
-            raise
-        best_row = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
-        record.update(
-            epochs_run=result.epochs_run,
-            stopped_early=result.stopped_early,
-            best={
-                "epoch": result.best_epoch,
-                "monitor": result.monitor,
-                "value": result.best_value,
-                "row": best_row,
-            },
+        changed = {key: {"was": _get(old, key), "now": _get(new, key)} for key in differing}
+        cfg = Config.model_validate(new)
+    if previous.get("status") == "finished" and not changed:
+        raise RunDirError(
+            f"{run_dir}: this run already finished. To train longer, pass its config with a larger train.epochs: "
+            f"dltrain fit CONFIG --set train.epochs=N --resume {run_dir}"
         )
-        record.finish("finished")
+    splits, runtime = _prepare(cfg)
+    with RunLock(run_dir):
+        clean_leftovers(run_dir)
+        record = RunRecord.reopen(run_dir, "fit --resume")
+        if changed:
+            record.data["restarts"][-1]["changed"] = changed
+            write_config(run_dir, to_yaml(cfg))
+        recorded = previous.get("data", {}).get("fingerprints", {})
+        now = _data_record(splits)["fingerprints"]
+        if recorded and recorded != now:
+            raise DataError(
+                f"{run_dir}: the data differs from what this run trained on (split fingerprints changed); "
+                "restore the original data or start a new run."
+            )
+        log.info("resuming %s", run_dir)
+        return _train(cfg, splits, runtime, run_dir, record, resume=True)
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _train(
+    cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, record: RunRecord, *, resume: bool
+) -> FitOutcome:
+    try:
+        learning_rate = cfg.optimizer.learning_rate
+        if learning_rate == "auto":
+            found = _lr_find_in(cfg, splits, runtime, run_dir)
+            if found.suggestion.lr is None:
+                raise ConfigError(
+                    f"`optimizer.learning_rate: auto`: lr-find gave no suggestion ({found.suggestion.message}). "
+                    "Set optimizer.learning_rate to a number."
+                )
+            learning_rate = float(found.suggestion.lr)
+            cfg = cfg.model_copy(
+                update={"optimizer": cfg.optimizer.model_copy(update={"learning_rate": learning_rate})}
+            )
+            write_config(
+                run_dir,
+                f"# optimizer.learning_rate was 'auto': {learning_rate:.4g} found by lr-find "
+                f"(rule {found.suggestion.rule}); see lr_find/\n" + to_yaml(cfg),
+            )
+            record.update(
+                learning_rate={"value": learning_rate, "source": "lr-find", "rule": found.suggestion.rule}
+            )
+            log.info("lr-find suggests %.4g (%s); training with it", learning_rate, found.suggestion.rule)
+        elif not resume:
+            record.update(learning_rate={"value": learning_rate, "source": "config"})
+        keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
+        trainer_fit = Fit(cfg, splits, runtime, run_dir, float(learning_rate))
+        record.update(
+            model={
+                "kind": cfg.model.kind,
+                "parameters": trainer_fit.trainer.count_params(),
+                "input_shape": list(splits.input_shape),
+                "num_classes": splits.num_classes,
+            },
+            steps_per_epoch=trainer_fit.steps_per_epoch,
+        )
+        if resume:
+            restored = trainer_fit.restore()
+            record.data["restarts"][-1]["from"] = restored
+            record.save()
+            if restored is None:
+                log.warning("no checkpoint yet: the run starts from the beginning")
+            else:
+                exact = "the next batch" if restored["step_in_epoch"] else "the next epoch (epoch-exact)"
+                log.info("restored %s: continuing at %s", restored["checkpoint"], exact)
+        with stop_on_signals() as stop:
+            result = trainer_fit.run(stop)
+        trainer_fit.export_best()
+        plots.plot_learning_curves(
+            read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
+        )
+    except Interrupted as exc:
+        record.finish("interrupted", exc.message)
+        raise
+    except NonFiniteLossError as exc:
+        record.finish("failed", f"non-finite loss: {exc.message}")
+        raise
+    except KeyboardInterrupt:
+        record.finish("interrupted", "Ctrl-C")
+        raise
+    except DltrainError as exc:
+        record.finish("failed", exc.message)
+        raise
+    except BaseException as exc:
+        record.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    best_row = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+    record.update(
+        epochs_run=result.epochs_run,
+        stopped_early=result.stopped_early,
+        best={
+            "epoch": result.best_epoch,
+            "monitor": result.monitor,
+            "value": result.best_value,
+            "row": best_row,
+        },
+    )
+    record.finish("finished")
     return FitOutcome(run_dir, result, float(learning_rate))
 
 

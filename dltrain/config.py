@@ -243,6 +243,10 @@ class TrainConfig(_Strict):
         1, description="Training steps per tf.function call; more cuts Python overhead on small models."
     )
     keep_checkpoints: PositiveInt = Field(3, description="How many recent checkpoints to keep.")
+    checkpoint_every_steps: PositiveInt | None = Field(
+        None,
+        description="Also checkpoint every N steps inside an epoch, so a killed run resumes at that step.",
+    )
 
 
 class RuntimeConfig(_Strict):

@@ -56,3 +56,11 @@ class RunDirError(DltrainError):
     """A run directory or checkpoint is missing, locked or unusable."""
 
     exit_code = EXIT_RUN
+
+
+class Interrupted(DltrainError):
+    """Stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) after a clean checkpoint."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

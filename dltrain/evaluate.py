@@ -18,11 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from dltrain import metrics, plots
-from dltrain.config import Config, load_config_text
 from dltrain.data import load_splits
-from dltrain.errors import ConfigError, DataError, RunDirError
+from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text
-from dltrain.rundir import CONFIG_FILE, read_run_json
+from dltrain.rundir import read_run_config, read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +34,6 @@ class EvalReport:
     per_class: list[dict[str, Any]]
     out_dir: Path
     top: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _read_run_config(run_dir: Path) -> Config:
-    path = run_dir / CONFIG_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: not found; {run_dir} is not a complete dltrain run directory.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path}: unreadable ({exc}).") from None
-    try:
-        return load_config_text(text, str(path))
-    except ConfigError as exc:
-        raise RunDirError(
-            f"{path}: the run's config is corrupt or from another version: {exc.message}"
-        ) from None
 
 
 def _load_model(path: Path, status: str) -> Any:
@@ -77,7 +60,7 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
     record = read_run_json(run_dir)
-    cfg = _read_run_config(run_dir)
+    cfg = read_run_config(run_dir)
     splits = load_splits(cfg.data, cfg.seed)
     x, y = splits.get(split)
     recorded = record.get("data", {}).get("fingerprints", {}).get(split)

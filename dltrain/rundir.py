@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dltrain import __version__
-from dltrain.errors import RunDirError
+from dltrain.config import Config, load_config_text
+from dltrain.errors import ConfigError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, fsync_dir
 
 CONFIG_FILE = "config.yaml"
@@ -148,7 +149,28 @@ class RunRecord:
             "git_commit": git_commit(),
         }
         self._t0 = time.monotonic()
+        self._prior = (0.0, 0.0)  # time spent by earlier processes of a resumed run
         self.save()
+
+    @classmethod
+    def reopen(cls, run_dir: Path, command: str) -> RunRecord:
+        """Continue an existing run's record (``--resume``): earlier fields are kept, the restart is logged."""
+        record = cls.__new__(cls)
+        record.path = run_dir / RUN_FILE
+        record.data = read_run_json(run_dir)
+        record._t0 = time.monotonic()
+        record._prior = (
+            float(record.data.get("wall_seconds") or 0),
+            float(record.data.get("cpu_seconds") or 0),
+        )
+        restarts = record.data.setdefault("restarts", [])
+        restarts.append(
+            {"at": _now(), "argv": sys.argv, "pid": os.getpid(), "previous_status": record.data.get("status")}
+        )
+        record.data.update(status="running", finished=None, pid=os.getpid(), command=command)
+        record.data.pop("reason", None)
+        record.save()
+        return record
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
@@ -157,9 +179,9 @@ class RunRecord:
     def finish(self, status: str, reason: str | None = None) -> None:
         self.data["status"] = status
         self.data["finished"] = _now()
-        self.data["wall_seconds"] = round(time.monotonic() - self._t0, 3)
+        self.data["wall_seconds"] = round(self._prior[0] + time.monotonic() - self._t0, 3)
         times = os.times()
-        self.data["cpu_seconds"] = round(times.user + times.system, 3)
+        self.data["cpu_seconds"] = round(self._prior[1] + times.user + times.system, 3)
         if reason:
             self.data["reason"] = reason
         self.save()
@@ -189,6 +211,23 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def read_run_config(run_dir: Path) -> Config:
+    """The resolved config a run was trained with; corrupt or missing is a ``RunDirError`` (exit 5)."""
+    path = run_dir / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: not found; {run_dir} is not a complete dltrain run directory.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: unreadable ({exc}).") from None
+    try:
+        return load_config_text(text, str(path))
+    except ConfigError as exc:
+        raise RunDirError(
+            f"{path}: the run's config is corrupt or from another version: {exc.message}"
+        ) from None
+
+
 def write_config(run_dir: Path, text: str) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, text)
 
@@ -201,6 +240,22 @@ class MetricsLog:
         self.columns = columns
         if not path.exists():
             atomic_write_text(path, ",".join(columns) + "\n")
+
+    def keep_epochs_up_to(self, epoch: int) -> None:
+        """Drop rows after ``epoch`` (epochs a killed run finished but never checkpointed; they are redone)."""
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not lines:
+            return
+        header, rows = lines[0], lines[1:]
+        kept = []
+        for line in rows:
+            first = line.split(",", 1)[0].strip()
+            if not line.strip() or not first.isdigit():
+                continue  # a torn last line from a kill mid-write
+            if int(first) <= epoch:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if len(kept) != len(rows):
+            atomic_write_text(self.path, header + "".join(kept))
 
     def append(self, row: dict[str, Any]) -> None:
         cells = []

@@ -23,16 +23,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltrain import faults
+from dltrain.checkpoints import TrainingState
 from dltrain.config import Config
 from dltrain.console import EpochProgress, epoch_line
 from dltrain.data import Splits
-from dltrain.errors import ConfigError, NonFiniteLossError, RunDirError
+from dltrain.errors import ConfigError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.fsutil import fsync_dir
 from dltrain.models import build_model, with_probabilities
 from dltrain.optim import TableSchedule, build_optimizer, lr_table
 from dltrain.pipeline import ArrayPipeline
-from dltrain.rundir import METRICS_FILE, MetricsLog
+from dltrain.rundir import METRICS_FILE, MetricsLog, read_metrics
 from dltrain.runtime import Runtime
+from dltrain.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +202,12 @@ class Trainer:
 
 
 class Fit:
-    """Trains a config into a run directory: epochs, validation, checkpoints, metrics, best model."""
+    """Trains a config into a run directory: epochs, validation, checkpoints, metrics, best model.
+
+    Stops cleanly between steps when asked (Ctrl-C, SIGTERM): the state at that step is checkpointed, so
+    ``--resume`` continues at the next batch. A SIGKILL resumes from the last checkpoint: the end of an
+    epoch, or every ``train.checkpoint_every_steps`` steps.
+    """
 
     def __init__(
         self, cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, learning_rate: float
@@ -223,40 +231,39 @@ class Fit:
                 f"`train.early_stopping.monitor` is {es.monitor} but there is no validation split; "
                 "set data.validation_split above 0."
             )
-        model = self.trainer.model
-        with runtime.strategy.scope():
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.best_value = tf.Variable(_initial_best(self.monitor), dtype=tf.float64, trainable=False)
-            self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
-            es_monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping else "val_loss"
-            self.es_best = tf.Variable(_initial_best(es_monitor), dtype=tf.float64, trainable=False)
-        # model.variables, not just the model: BatchNorm statistics and seed-generator state are left out of
-        # a checkpoint that only follows the optimizer's references (DESIGN.md section 2).
-        self.checkpoint = tf.train.Checkpoint(
-            model_variables=list(model.variables),
-            optimizer=self.trainer.optimizer,
-            epoch=self.epoch,
-            best_value=self.best_value,
-            best_epoch=self.best_epoch,
-            bad_epochs=self.bad_epochs,
-            es_best=self.es_best,
-        )
-        ckpt_dir = run_dir / "checkpoints"
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(ckpt_dir), max_to_keep=cfg.train.keep_checkpoints, checkpoint_name="ckpt"
-        )
-        self.best_checkpoint = tf.train.Checkpoint(model_variables=list(model.variables))
-        self.best_manager = tf.train.CheckpointManager(
-            self.best_checkpoint, str(ckpt_dir / "best"), max_to_keep=1, checkpoint_name="best"
+        self.state = TrainingState(
+            run_dir,
+            self.trainer.model,
+            self.trainer.optimizer,
+            runtime.strategy,
+            keep=cfg.train.keep_checkpoints,
+            best_initial=_initial_best(self.monitor),
+            es_initial=_initial_best(es.monitor if es else "val_loss"),
         )
         self.metrics = MetricsLog(run_dir / METRICS_FILE, METRIC_COLUMNS)
         self.events = tf.summary.create_file_writer(str(run_dir / "events"))
+        self.faults = faults.active()
+
+    def restore(self) -> dict[str, Any] | None:
+        """Continue from the newest usable checkpoint; metrics rows past it are dropped (they get redone)."""
+        restored = self.state.restore_latest()
+        if restored is None:
+            if read_metrics(self.run_dir / METRICS_FILE):
+                raise RunDirError(
+                    f"{self.run_dir}: metrics.csv has finished epochs but there is no checkpoint to resume from."
+                )
+            return None
+        values = self.state.values()
+        self.metrics.keep_epochs_up_to(values["epoch"])
+        return {"checkpoint": Path(restored).name, **values, "global_step": self._global_step()}
+
+    def _global_step(self) -> int:
+        return int(self.trainer.optimizer.iterations.numpy())
 
     def _epoch_row(
         self, epoch: int, train: StepTotals, val: StepTotals | None, wall: float, cpu: float
     ) -> dict:
-        step = int(self.trainer.optimizer.iterations.numpy())
+        step = self._global_step()
         row: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
@@ -271,35 +278,62 @@ class Fit:
             row["val_accuracy"] = val.accuracy
         return row
 
-    def run(self) -> FitResult:
-        cfg, trainer = self.cfg, self.trainer
+    def _chunk_size(self, done: int) -> int:
+        """Steps in the next call: never past the epoch's end nor a step-checkpoint boundary."""
+        n = min(self.cfg.train.steps_per_execution, self.steps_per_epoch - done)
+        every = self.cfg.train.checkpoint_every_steps
+        if every:
+            step = self._global_step()
+            n = min(n, every - step % every)
+        if self.faults:  # a test fault fires at an exact step: stop the chunk there
+            n = 1
+        return max(n, 1)
+
+    def _save_mid_epoch(self, done: int, totals: StepTotals) -> None:
+        self.state.step_in_epoch.assign(done)
+        self.state.partial.assign([totals.loss_sum, totals.correct, totals.count])
+        self.state.save(self._global_step(), self.run_dir)
+
+    def _fire_fault(self, epoch: int, done: int) -> None:
+        fault = faults.due(self.faults, epoch=epoch, step_in_epoch=done, global_step=self._global_step())
+        if fault is None:
+            return
+        if fault.action == "nan":
+            for var in self.trainer.model.trainable_variables:
+                var.assign(tf.fill(var.shape, float("nan")))
+        else:
+            faults.fire_signal(fault)
+
+    def run(self, stop: StopRequest | None = None) -> FitResult:
+        cfg, trainer, state = self.cfg, self.trainer, self.state
         epochs = cfg.train.epochs
         es = cfg.train.early_stopping
-        history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = read_metrics(self.run_dir / METRICS_FILE)
         stopped_early = False
-        start_epoch = int(self.epoch.numpy())
-        chunk = cfg.train.steps_per_execution
+        start_epoch = int(state.epoch.numpy())
+        skip = int(state.step_in_epoch.numpy())
+        every = cfg.train.checkpoint_every_steps
         for epoch_index in range(start_epoch, epochs):
             epoch = epoch_index + 1
             t0, c0 = time.monotonic(), _cpu()
-            iterator = trainer.train_iterator(epoch_index)
-            totals = StepTotals()
+            iterator = trainer.train_iterator(epoch_index, skip_batches=skip)
+            totals = StepTotals(*(float(v) for v in state.partial.numpy())) if skip else StepTotals()
+            done, skip = skip, 0
             progress = EpochProgress(epoch, epochs, self.steps_per_epoch, cfg.data.batch_size)
-            done = 0
             try:
                 while done < self.steps_per_epoch:
-                    n = min(chunk, self.steps_per_epoch - done)
+                    n = self._chunk_size(done)
                     loss_sum, correct, count = trainer.run_steps(iterator, n)
                     done += n
-                    if not math.isfinite(loss_sum):
-                        step = int(trainer.optimizer.iterations.numpy())
-                        raise NonFiniteLossError(
-                            f"the training loss became non-finite ({loss_sum}) in epoch {epoch} at step {step}. "
-                            "The last good checkpoint is kept. Lower optimizer.learning_rate (try "
-                            "`dltrain lr-find`), or set optimizer.clipnorm."
-                        )
-                    totals.add(loss_sum, correct, count)
+                    self._account(loss_sum, correct, count, totals, epoch)
                     progress.update(done, totals.loss)
+                    self._fire_fault(epoch, done)
+                    if done < self.steps_per_epoch:
+                        if stop is not None and stop.requested:
+                            self._save_mid_epoch(done, totals)
+                            raise self._interrupted(stop, epoch, done)
+                        if every and self._global_step() % every == 0:
+                            self._save_mid_epoch(done, totals)
             finally:
                 progress.close()
             val = trainer.evaluate(trainer.val_data) if trainer.val_data is not None else None
@@ -310,32 +344,52 @@ class Fit:
                 )
             row = self._epoch_row(epoch, totals, val, time.monotonic() - t0, _cpu() - c0)
             history.append(row)
-            improved = _better(self.monitor, row[self.monitor], float(self.best_value.numpy()))
-            if improved:
-                self.best_value.assign(row[self.monitor])
-                self.best_epoch.assign(epoch)
-                self.best_manager.save(checkpoint_number=epoch)
-            stop = False
+            if _better(self.monitor, row[self.monitor], float(state.best_value.numpy())):
+                state.best_value.assign(row[self.monitor])
+                state.best_epoch.assign(epoch)
+                state.save_best(epoch, self.run_dir)
+            stop_now = False
             if es is not None:
-                if _better(es.monitor, row[es.monitor], float(self.es_best.numpy()), es.min_delta):
-                    self.es_best.assign(row[es.monitor])
-                    self.bad_epochs.assign(0)
+                if _better(es.monitor, row[es.monitor], float(state.es_best.numpy()), es.min_delta):
+                    state.es_best.assign(row[es.monitor])
+                    state.bad_epochs.assign(0)
                 else:
-                    self.bad_epochs.assign_add(1)
-                stop = int(self.bad_epochs.numpy()) >= es.patience
-            self.epoch.assign(epoch)
-            self.manager.save(checkpoint_number=epoch)
+                    state.bad_epochs.assign_add(1)
+                stop_now = int(state.bad_epochs.numpy()) >= es.patience
+            # The row goes first: a kill before the checkpoint leaves a row that resume drops and redoes.
             self.metrics.append(row)
+            state.epoch.assign(epoch)
+            state.reset_partial()
+            state.save(self._global_step(), self.run_dir)
             self._write_events(row)
             log.info(epoch_line(row, epochs))
-            if stop:
+            if stop is not None and stop.requested and epoch < epochs:
+                raise self._interrupted(stop, epoch + 1, 0)
+            if stop_now:
                 stopped_early = True
                 log.info("early stopping: %s did not improve for %d epochs", es.monitor, es.patience)  # type: ignore[union-attr]
                 break
         self.events.flush()
-        best_epoch = int(self.best_epoch.numpy()) or None
-        best_value = float(self.best_value.numpy()) if best_epoch else None
+        best_epoch = int(state.best_epoch.numpy()) or None
+        best_value = float(state.best_value.numpy()) if best_epoch else None
         return FitResult(len(history), best_epoch, best_value, self.monitor, stopped_early, history)
+
+    def _account(self, loss_sum: float, correct: float, count: float, totals: StepTotals, epoch: int) -> None:
+        """Add a finished chunk to the epoch's totals; a non-finite loss stops the run before any save."""
+        if not math.isfinite(loss_sum):
+            raise NonFiniteLossError(
+                f"the training loss became non-finite ({loss_sum}) in epoch {epoch} at step {self._global_step()}. "
+                "The last good checkpoint is kept. Lower optimizer.learning_rate (try `dltrain lr-find`), "
+                "or set optimizer.clipnorm."
+            )
+        totals.add(loss_sum, correct, count)
+
+    def _interrupted(self, stop: StopRequest, epoch: int, step: int) -> Interrupted:
+        where = f"epoch {epoch}, step {step}" if step else f"the start of epoch {epoch}"
+        return Interrupted(
+            f"stopped by {stop.name}; checkpoint saved at {where}. Resume with: dltrain fit --resume {self.run_dir}",
+            stop.exit_code,
+        )
 
     def _write_events(self, row: dict[str, Any]) -> None:
         with self.events.as_default(step=int(row["epoch"])):
@@ -345,9 +399,7 @@ class Fit:
 
     def export_best(self) -> Path:
         """Restore the best epoch's weights and write ``model.keras`` atomically."""
-        latest = self.best_manager.latest_checkpoint
-        if latest is not None:
-            self.best_checkpoint.restore(latest).expect_partial()
+        self.state.restore_best()
         return save_model_atomic(with_probabilities(self.trainer.model), self.run_dir / "model.keras")
 
 

@@ -1,0 +1,75 @@
+"""A test-only fault hook: ``DLTRAIN_FAULT`` makes a run fail for real at an exact point. Inert unless set.
+
+Forms (several separated by ``;``):
+    kill@step=12            SIGKILL the process after global step 12
+    kill@epoch=2,step=5     SIGKILL after step 5 of epoch 2 (1-based epoch, step within the epoch)
+    sigterm@step=7          send SIGTERM to itself (a preemption) after step 7
+    sigint@step=7           send SIGINT (Ctrl-C) after step 7
+    nan@step=7              poison the weights with NaN after step 7, so the next loss is non-finite
+    kill@checkpoint-write   SIGKILL in the middle of writing the next checkpoint (a torn write)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+ENV = "DLTRAIN_FAULT"
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: str
+    epoch: int | None = None
+    step: int | None = None
+    at_checkpoint_write: bool = False
+
+
+def parse(text: str | None) -> list[Fault]:
+    """Parse ``DLTRAIN_FAULT``; a malformed value raises ``ValueError`` (a test bug, never a user's)."""
+    faults: list[Fault] = []
+    for item in (text or "").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        action, _, where = item.partition("@")
+        if action not in ("kill", "sigterm", "sigint", "nan"):
+            raise ValueError(f"{ENV}: unknown action {action!r} in {item!r}")
+        if where == "checkpoint-write":
+            faults.append(Fault(action, at_checkpoint_write=True))
+            continue
+        fields = dict(part.split("=", 1) for part in where.split(",") if "=" in part)
+        if not fields or set(fields) - {"epoch", "step"}:
+            raise ValueError(f"{ENV}: expected epoch=N,step=N or checkpoint-write in {item!r}")
+        faults.append(
+            Fault(
+                action,
+                int(fields["epoch"]) if "epoch" in fields else None,
+                int(fields["step"]) if "step" in fields else None,
+            )
+        )
+    return faults
+
+
+def active() -> list[Fault]:
+    return parse(os.environ.get(ENV))
+
+
+def due(faults: list[Fault], *, epoch: int, step_in_epoch: int, global_step: int) -> Fault | None:
+    """The fault to fire after this step, if any."""
+    for fault in faults:
+        if fault.at_checkpoint_write:
+            continue
+        if fault.epoch is not None:
+            if fault.epoch == epoch and fault.step == step_in_epoch:
+                return fault
+        elif fault.step == global_step:
+            return fault
+    return None
+
+
+def fire_signal(fault: Fault) -> None:
+    """Deliver the fault's signal to this process (``nan`` is handled by the trainer)."""
+    sig = {"kill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}[fault.action]
+    os.kill(os.getpid(), sig)
