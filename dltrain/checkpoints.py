@@ -121,6 +121,7 @@ class TrainingState:
         self.best_manager = _manager(self.best_checkpoint, self.dir / "best", "best", 1)
         self._faults = faults.active()
         self.last_saved: int | None = None
+        self._writes = 0
 
     # ----------------------------------------------------------------------------------------- save
 
@@ -159,7 +160,8 @@ class TrainingState:
 
     def _fault_during_write(self, number: int) -> None:
         """``kill@checkpoint-write``: leave a torn checkpoint under its final name, then die."""
-        if not any(f.at_checkpoint_write for f in self._faults):
+        self._writes += 1
+        if not any(f.at_checkpoint_write == self._writes for f in self._faults):
             return
         prefix = str(self.dir / f"ckpt-{number}")
         self.checkpoint.write(prefix)
@@ -180,7 +182,18 @@ class TrainingState:
             RunDirError: checkpoints exist but none of them loads.
         """
         listed = [int(p.rsplit("-", 1)[1]) for p in self.manager.checkpoints]
-        numbers = sorted(set(listed) | set(_numbers(self.dir, "ckpt")), reverse=True)
+        on_disk = _numbers(self.dir, "ckpt")
+        if listed:
+            # The state file is written only after a checkpoint is complete: files newer than the last one it
+            # names were being written when the process died. They are torn or at best unconfirmed; drop them.
+            for number in [n for n in on_disk if n > max(listed)]:
+                log.warning(
+                    "removing ckpt-%d: its write never completed (the process died during it)", number
+                )
+                for path in self.dir.glob(f"ckpt-{number}.*"):
+                    path.unlink(missing_ok=True)
+            on_disk = [n for n in on_disk if n <= max(listed)]
+        numbers = sorted(set(listed) | set(on_disk), reverse=True)
         failures = []
         for number in numbers:
             prefix = str(self.dir / f"ckpt-{number}")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
@@ -19,7 +20,7 @@ import typer
 from dltrain import __version__
 from dltrain.config import Config, json_schema, load_config, to_yaml
 from dltrain.console import setup_logging, stderr, stdout
-from dltrain.errors import EXIT_INTERRUPTED, DltrainError
+from dltrain.errors import EXIT_INTERRUPTED, EXIT_RUN, DltrainError
 
 log = logging.getLogger("dltrain")
 
@@ -61,6 +62,17 @@ def handle_errors(fn: F) -> F:
             raise _fail(_escape(str(exc)), exc.exit_code) from None
         except KeyboardInterrupt:
             raise _fail("interrupted by Ctrl-C.", EXIT_INTERRUPTED) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            where = f" while writing {exc.filename}" if exc.filename else ""
+            raise _fail(
+                _escape(
+                    f"no space left on the disk (or over the file-size limit){where}: {exc.strerror}. "
+                    "Free some space; a fit can continue with dltrain fit --resume RUN."
+                ),
+                EXIT_RUN,
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,7 +6,8 @@ Forms (several separated by ``;``):
     sigterm@step=7          send SIGTERM to itself (a preemption) after step 7
     sigint@step=7           send SIGINT (Ctrl-C) after step 7
     nan@step=7              poison the weights with NaN after step 7, so the next loss is non-finite
-    kill@checkpoint-write   SIGKILL in the middle of writing the next checkpoint (a torn write)
+    kill@checkpoint-write   SIGKILL in the middle of writing the first checkpoint (a torn write)
+    kill@checkpoint-write=2 the same during the second checkpoint write
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Fault:
     action: str
     epoch: int | None = None
     step: int | None = None
-    at_checkpoint_write: bool = False
+    at_checkpoint_write: int = 0
+    """With ``kill@checkpoint-write[=N]``: the N-th checkpoint write of the process (1 by default)."""
 
 
 def parse(text: str | None) -> list[Fault]:
@@ -36,8 +38,9 @@ def parse(text: str | None) -> list[Fault]:
         action, _, where = item.partition("@")
         if action not in ("kill", "sigterm", "sigint", "nan"):
             raise ValueError(f"{ENV}: unknown action {action!r} in {item!r}")
-        if where == "checkpoint-write":
-            faults.append(Fault(action, at_checkpoint_write=True))
+        if where.startswith("checkpoint-write"):
+            _, _, nth = where.partition("=")
+            faults.append(Fault(action, at_checkpoint_write=int(nth or 1)))
             continue
         fields = dict(part.split("=", 1) for part in where.split(",") if "=" in part)
         if not fields or set(fields) - {"epoch", "step"}:

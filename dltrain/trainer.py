@@ -344,6 +344,8 @@ class Fit:
                 )
             row = self._epoch_row(epoch, totals, val, time.monotonic() - t0, _cpu() - c0)
             history.append(row)
+            # The row goes first: a kill before the checkpoint leaves a row that resume drops and redoes.
+            self.metrics.append(row)
             if _better(self.monitor, row[self.monitor], float(state.best_value.numpy())):
                 state.best_value.assign(row[self.monitor])
                 state.best_epoch.assign(epoch)
@@ -356,8 +358,6 @@ class Fit:
                 else:
                     state.bad_epochs.assign_add(1)
                 stop_now = int(state.bad_epochs.numpy()) >= es.patience
-            # The row goes first: a kill before the checkpoint leaves a row that resume drops and redoes.
-            self.metrics.append(row)
             state.epoch.assign(epoch)
             state.reset_partial()
             state.save(self._global_step(), self.run_dir)
@@ -417,6 +417,9 @@ def save_model_atomic(model: keras.Model, path: Path) -> Path:
         model.save(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp made it 0600
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
