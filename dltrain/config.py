@@ -447,6 +447,9 @@ def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], so
     return f"{where}: `{key}` {msg[0].lower() + msg[1:]}. Received: {received!r}."
 
 
+DEFAULT_KINDS = {"optimizer": "adam", "schedule": "constant"}
+
+
 def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
     if raw is None:
         raise ConfigError(
@@ -457,6 +460,10 @@ def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
             f"{source}:1: the top level must be a mapping of keys (name, data, model, ...), "
             f"not a {type(raw).__name__}."
         )
+    for section, kind in DEFAULT_KINDS.items():
+        # `optimizer: {learning_rate: 3e-3}` (or a --set on a section the file leaves out) means the default kind
+        if isinstance(raw.get(section), dict) and "kind" not in raw[section]:
+            raw = {**raw, section: {"kind": kind, **raw[section]}}
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

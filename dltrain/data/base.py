@@ -94,12 +94,17 @@ def carve(
     if fraction <= 0:
         return x, y, None, None
     rng = np.random.default_rng([seed, 7919])  # a stream of its own, independent of the shuffling
-    held: list[np.ndarray] = []
+    n_held = int(round(len(y) * fraction))
+    # Stratified: shuffle each class, deal the classes out in turn, hold out the first n_held of that
+    # order. Every class is represented in proportion even when n_held is smaller than the class count.
+    per_class = []
     for cls in np.unique(y):
         idx = np.flatnonzero(y == cls)
         rng.shuffle(idx)
-        held.append(idx[: int(round(len(idx) * fraction))])
-    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+        per_class.append(idx)
+    rank = np.concatenate([np.arange(len(idx)) / len(idx) for idx in per_class])
+    order = np.concatenate(per_class)[np.argsort(rank, kind="stable")]
+    held_idx = np.sort(order[:n_held])
     if len(held_idx) == 0 or len(held_idx) == len(y):
         raise DataError(
             f"{what}={fraction} of {len(y)} examples leaves an empty split; choose a fraction between "
@@ -137,7 +142,7 @@ def check_pair(
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             bad = int(np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0])
             raise DataError(
-                f"{source}: {split} label #{bad} is {y[bad]!r}; labels must be class indices 0, 1, ..."
+                f"{source}: {split} label #{bad} is {float(y[bad])}; labels must be class indices 0, 1, ..."
             )
     elif not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{source}: {split} labels have dtype {y.dtype}; expected integer class indices.")
