@@ -15,7 +15,7 @@ from dltrain import plots
 from dltrain.checkpoints import clean_leftovers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.errors import ConfigError, DataError, DltrainError, Interrupted, NonFiniteLossError, RunDirError
+from dltrain.errors import ConfigError, DataError, RunDirError
 from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
 from dltrain.rundir import (
     METRICS_FILE,
@@ -148,7 +148,7 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 def _train(
     cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, record: RunRecord, *, resume: bool
 ) -> FitOutcome:
-    try:
+    with record.finishing_on_error():
         learning_rate = cfg.optimizer.learning_rate
         if learning_rate == "auto":
             found = _lr_find_in(cfg, splits, runtime, run_dir)
@@ -198,21 +198,6 @@ def _train(
         plots.plot_learning_curves(
             read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
         )
-    except Interrupted as exc:
-        record.finish("interrupted", exc.message)
-        raise
-    except NonFiniteLossError as exc:
-        record.finish("failed", f"non-finite loss: {exc.message}")
-        raise
-    except KeyboardInterrupt:
-        record.finish("interrupted", "Ctrl-C")
-        raise
-    except DltrainError as exc:
-        record.finish("failed", exc.message)
-        raise
-    except BaseException as exc:
-        record.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
     best_row = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     record.update(
         epochs_run=result.epochs_run,
@@ -236,14 +221,8 @@ def lr_find(cfg: Config, runs_root: Path) -> tuple[Path, LrFindResult]:
         write_config(run_dir, to_yaml(cfg))
         record = RunRecord(run_dir, "lr-find", cfg.seed)
         record.update(versions=_versions(), runtime=_batch_record(cfg, runtime), data=_data_record(splits))
-        try:
+        with record.finishing_on_error():
             result = _lr_find_in(cfg, splits, runtime, run_dir)
-        except KeyboardInterrupt:
-            record.finish("interrupted", "Ctrl-C")
-            raise
-        except BaseException as exc:
-            record.finish("failed", f"{type(exc).__name__}: {exc}")
-            raise
         record.update(lr_find=result.as_dict())
         record.finish("finished")
     return run_dir, result

@@ -16,13 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dltrain import __version__
 from dltrain.config import Config, load_config_text
-from dltrain.errors import ConfigError, RunDirError
+from dltrain.errors import ConfigError, DltrainError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, fsync_dir
 
 CONFIG_FILE = "config.yaml"
@@ -188,6 +189,24 @@ class RunRecord:
 
     def save(self) -> None:
         atomic_write_json(self.path, self.data)
+
+    @contextlib.contextmanager
+    def finishing_on_error(self) -> Iterator[None]:
+        """Within the block, any exception marks the run interrupted or failed (with why), then propagates."""
+        try:
+            yield
+        except (Interrupted, KeyboardInterrupt) as exc:
+            self.finish("interrupted", exc.message if isinstance(exc, Interrupted) else "Ctrl-C")
+            raise
+        except NonFiniteLossError as exc:
+            self.finish("failed", f"non-finite loss: {exc.message}")
+            raise
+        except DltrainError as exc:
+            self.finish("failed", exc.message)
+            raise
+        except BaseException as exc:
+            self.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
 
 
 def _user() -> str | None:
