@@ -159,9 +159,17 @@ class TrainingState:
         ) from None
 
     def _fault_during_write(self, number: int) -> None:
-        """``kill@checkpoint-write``: leave a torn checkpoint under its final name, then die."""
+        """``kill@checkpoint-write``: leave a torn checkpoint under its final name, then die.
+
+        ``sigint@checkpoint-write`` / ``sigterm@...``: the signal arrives as the write starts (a second
+        Ctrl-C while the checkpoint of the first is being saved); the write must still complete.
+        """
         self._writes += 1
-        if not any(f.at_checkpoint_write == self._writes for f in self._faults):
+        fault = next((f for f in self._faults if f.at_checkpoint_write == self._writes), None)
+        if fault is None:
+            return
+        if fault.action != "kill":
+            faults.fire_signal(fault)
             return
         prefix = str(self.dir / f"ckpt-{number}")
         self.checkpoint.write(prefix)

@@ -8,6 +8,7 @@ Forms (several separated by ``;``):
     nan@step=7              poison the weights with NaN after step 7, so the next loss is non-finite
     kill@checkpoint-write   SIGKILL in the middle of writing the first checkpoint (a torn write)
     kill@checkpoint-write=2 the same during the second checkpoint write
+    sigint@checkpoint-write=2  Ctrl-C as the second checkpoint write starts (the write must still finish)
 """
 
 from __future__ import annotations

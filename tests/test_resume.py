@@ -143,6 +143,19 @@ def test_signal_stops_at_a_step_saves_and_resumes_identically(
     _assert_same_training(run, reference)
 
 
+def test_a_second_ctrl_c_during_the_save_does_not_tear_it(tmp_path: Path, reference: Path) -> None:
+    # Ctrl-C at step 5 of epoch 2 asks for a stop; the checkpoint of that step is the second write of the
+    # process, and a second Ctrl-C arrives just as it starts.
+    run, proc = _killed(tmp_path, "sigint@epoch=2,step=5;sigint@checkpoint-write=2")
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "still saving the checkpoint" in proc.stderr
+    resumed = _resume(run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "unusable" not in resumed.stderr and "removing" not in resumed.stderr
+    assert json.loads((run / "run.json").read_text())["restarts"][0]["from"]["step_in_epoch"] == 5
+    _assert_same_training(run, reference)
+
+
 def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path: Path, reference: Path) -> None:
     # The second checkpoint write (end of epoch 2) is torn under its final name, then the process dies.
     run, proc = _killed(tmp_path, "kill@checkpoint-write=2")
