@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,7 +225,3 @@ def lr_find(cfg: Config, runs_root: Path) -> tuple[Path, LrFindResult]:
         record.update(lr_find=result.as_dict())
         record.finish("finished")
     return run_dir, result
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

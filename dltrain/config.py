@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -287,13 +286,6 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     lr_find: LrFindConfig = Field(default_factory=LrFindConfig)
-
-    @field_validator("name")
-    @classmethod
-    def _no_dots_only(cls, v: str) -> str:
-        if set(v) <= {"."}:
-            raise ValueError("name must not be only dots")
-        return v
 
 
 # ------------------------------------------------------------------------------------------- loading

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -430,7 +429,3 @@ def save_model_atomic(model: keras.Model, path: Path) -> Path:
             tmp.unlink()
     fsync_dir(path.parent)
     return path
-
-
-def remove_scratch(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -25,6 +25,9 @@ FASHION_CLASSES = [
 ]  # fmt: skip
 DIGIT_CLASSES = [str(i) for i in range(10)]
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+# The digits' test split is drawn with a fixed seed, not the experiment's, so configs with different seeds are
+# still scored on the same held-out images.
+DIGITS_TEST_SEED = 20240101
 OFFLINE_HINT = "or try an offline config such as configs/digits_cnn.yaml"
 
 
@@ -252,7 +255,7 @@ def load_digits(cfg: Any) -> RawData:
     y = bunch.target.astype(np.int64)
     from dltrain.data.base import carve
 
-    x_train, y_train, x_test, y_test = carve(x, y, cfg.test_split, cfg_seed(cfg), "data.test_split")
+    x_train, y_train, x_test, y_test = carve(x, y, cfg.test_split, DIGITS_TEST_SEED, "data.test_split")
     return RawData(
         x_train,
         y_train,
@@ -263,12 +266,6 @@ def load_digits(cfg: Any) -> RawData:
         source="sklearn.datasets.load_digits",
         notes=[f"test: {len(y_test) if y_test is not None else 0} examples held out with a fixed seed"],
     )
-
-
-def cfg_seed(cfg: Any) -> int:
-    # The test split of a dataset without one is drawn with a fixed seed, not the experiment seed, so that
-    # configs with different seeds are still scored on the same held-out images.
-    return 20240101
 
 
 @DATASETS.register("idx")
