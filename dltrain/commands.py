@@ -16,6 +16,7 @@ from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
 from dltrain.errors import ConfigError, DataError, RunDirError
 from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
+from dltrain.models.cnn import check_input_shape
 from dltrain.rundir import (
     METRICS_FILE,
     RunLock,
@@ -56,6 +57,8 @@ def _data_record(splits: Splits) -> dict[str, Any]:
 def _prepare(cfg: Config) -> tuple[Splits, Runtime]:
     """Data first (exit 3 before anything is built), then the strategy (exit 2 on a bad batch size)."""
     splits = load_splits(cfg.data, cfg.seed)
+    if cfg.model.kind == "cnn":
+        check_input_shape(splits.input_shape)
     runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size)
     return splits, runtime
 

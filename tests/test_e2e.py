@@ -310,3 +310,16 @@ def test_non_finite_loss_exits_4_and_never_exports_the_nan_model(tmp_path: Path)
     assert record["status"] == "failed" and "non-finite" in record["reason"]
     assert not (run / "model.keras").exists()
     assert not list((run / "checkpoints").glob("ckpt-*"))  # no checkpoint of NaN weights
+
+
+def test_a_cnn_on_flat_data_is_refused_before_a_run_directory_exists(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", x_train=rng.normal(size=(40, 5)), y_train=np.arange(40) % 2)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "name": "flat", "data": {"kind": "npz", "path": str(tmp_path / "flat.npz")}, "model": {"kind": "cnn"},
+    }))  # fmt: skip
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cnn needs images" in proc.stderr and "(5,)" in proc.stderr
+    assert not (tmp_path / "runs").exists()
