@@ -120,6 +120,12 @@ def fit(
     ] = None,
     set_: SetOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir", help="Exact run directory to create (multi-worker: the same on every worker)."
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -141,8 +147,11 @@ def fit(
         outcome = commands.resume(resume, cfg)
     else:
         assert cfg is not None
-        outcome = commands.fit(cfg, runs_dir)
+        outcome = commands.fit(cfg, runs_dir, run_dir)
     result = outcome.result
+    if not outcome.chief:
+        _out(f"worker done; the chief wrote the run: {outcome.run_dir}")
+        return
     best = (
         f"{result.monitor} {result.best_value:.4f} at epoch {result.best_epoch}"
         if result.best_epoch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from dltrain import plots
 from dltrain.checkpoints import clean_leftovers
+from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
 from dltrain.errors import ConfigError, DataError, RunDirError
@@ -21,6 +23,7 @@ from dltrain.rundir import (
     METRICS_FILE,
     RunLock,
     RunRecord,
+    create_named_run_dir,
     create_run_dir,
     read_metrics,
     read_run_config,
@@ -39,6 +42,7 @@ class FitOutcome:
     run_dir: Path
     result: FitResult
     learning_rate: float
+    chief: bool = True
 
 
 def _versions() -> dict[str, str]:
@@ -84,10 +88,37 @@ def _lr_find_in(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) ->
 SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience")
 
 
-def fit(cfg: Config, runs_root: Path) -> FitOutcome:
-    """Train ``cfg`` into a new run directory under ``runs_root``."""
+def fit(cfg: Config, runs_root: Path, run_dir: Path | None = None) -> FitOutcome:
+    """Train ``cfg`` into a new run directory under ``runs_root`` (or exactly ``run_dir``).
+
+    Under multi-worker training every worker runs this; only the chief writes ``run_dir``, the others write
+    the same files (their share of the collective checkpoint saves included) into a scratch directory that
+    is removed at the end.
+    """
+    workers = tf_config_workers()
+    multi = cfg.runtime.strategy == "multi_worker" or (cfg.runtime.strategy == "auto" and workers)
+    if multi and workers > 1 and run_dir is None:
+        # Checked before the strategy starts: it waits for every peer, and each worker would pick its own
+        # timestamped directory name.
+        raise ConfigError(
+            f"multi-worker training ({workers} workers) needs --run-dir PATH, the same path on every "
+            "worker (a shared folder), e.g. --run-dir runs/$SLURM_JOB_ID."
+        )
     splits, runtime = _prepare(cfg)
-    run_dir = create_run_dir(runs_root, cfg.name)
+    if not runtime.is_chief:
+        with tempfile.TemporaryDirectory(prefix=f"dltrain-worker{runtime.worker_index}-") as scratch:
+            outcome = _fit_into(cfg, splits, runtime, Path(scratch) / "run")
+        return FitOutcome(run_dir or Path(scratch), outcome.result, outcome.learning_rate, chief=False)
+    return _fit_into(
+        cfg,
+        splits,
+        runtime,
+        create_named_run_dir(run_dir) if run_dir else create_run_dir(runs_root, cfg.name),
+    )
+
+
+def _fit_into(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) -> FitOutcome:
+    run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         write_config(run_dir, to_yaml(cfg))
         record = RunRecord(run_dir, "fit", cfg.seed)

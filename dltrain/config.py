@@ -249,7 +249,10 @@ class TrainConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    strategy: Literal["auto", "default", "one_device", "mirrored"] = "auto"
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = Field(
+        "auto",
+        description="auto: TF_CONFIG set -> multi_worker; several GPUs -> mirrored; one GPU -> one_device.",
+    )
     mixed_precision: Literal["auto", "off", "float16", "bfloat16"] = Field(
         "auto", description="auto: mixed_float16 on a GPU with compute capability >= 7.0, else off."
     )

@@ -59,6 +59,20 @@ def create_run_dir(runs_root: Path, name: str, *, suffix: str = "") -> Path:
     raise RunDirError(f"{runs_root}: could not find a free run directory name for {base}.")
 
 
+def create_named_run_dir(path: Path) -> Path:
+    """Make exactly ``path`` (``--run-dir``); an existing non-empty directory is never reused."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create the run directory {path}: {exc.strerror}.") from None
+    if any(path.iterdir()):
+        raise RunDirError(
+            f"{path} already holds files; a run directory is never reused. Continue it with --resume {path}, "
+            "or pick another --run-dir."
+        )
+    return path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

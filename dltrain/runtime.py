@@ -29,6 +29,9 @@ class Runtime:
     precision: str
     jit_compile: bool
     devices: list[str] = field(default_factory=list)
+    workers: int = 1
+    worker_index: int = 0
+    is_chief: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -38,6 +41,7 @@ class Runtime:
             "devices": self.devices,
             "precision": self.precision,
             "jit_compile": self.jit_compile,
+            "workers": self.workers,
         }
 
 
@@ -106,12 +110,31 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
         ConfigError: the global batch does not divide by the number of replicas.
     """
     _split_cpu()
+    name: str = cfg.strategy
+    if name == "auto" and os.environ.get("TF_CONFIG"):
+        name = "multi_worker"
+    workers, worker_index, is_chief = 1, 0, True
+    multi: tf.distribute.Strategy | None = None
+    if name == "multi_worker":
+        # Must exist before any other TF op runs: it sets up the collectives of this process.
+        multi = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = multi.cluster_resolver
+        spec = resolver.cluster_spec().as_dict()
+        workers = sum(len(v) for k, v in spec.items() if k in ("chief", "worker")) or 1
+        worker_index = int(resolver.task_id or 0)
+        is_chief = resolver.task_type == "chief" or (
+            resolver.task_type in (None, "worker") and worker_index == 0 and "chief" not in spec
+        )
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     precision = _pick_precision(cfg.mixed_precision)
     keras.mixed_precision.set_global_policy(precision)
-    strategy, name, reason = _pick_strategy(cfg.strategy)
+    if multi is not None:
+        why = "TF_CONFIG is set" if cfg.strategy == "auto" else "set in runtime.strategy"
+        strategy, reason = multi, f"{why}: worker {worker_index} of {workers}{' (chief)' if is_chief else ''}"
+    else:
+        strategy, name, reason = _pick_strategy(name)
     replicas = int(strategy.num_replicas_in_sync)
     if batch_size % replicas:
         raise ConfigError(
@@ -126,4 +149,6 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
             for d in tf.config.list_logical_devices("GPU")[:1] or tf.config.list_logical_devices("CPU")[:1]
         ]
     log.info("strategy %s (%s), %d replica(s), precision %s", name, reason, replicas, precision)
-    return Runtime(strategy, name, reason, replicas, precision, cfg.jit_compile, devices)
+    return Runtime(
+        strategy, name, reason, replicas, precision, cfg.jit_compile, devices, workers, worker_index, is_chief
+    )

@@ -1,0 +1,98 @@
+"""MultiWorkerMirroredStrategy as two real `dltrain fit` processes on 127.0.0.1 (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from tests.conftest import dltrain_cmd, run_dir_from, run_dltrain
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _config(path: Path) -> Path:
+    cfg = {
+        "name": "mw",
+        "seed": 5,
+        "data": {"kind": "digits", "batch_size": 64, "validation_split": 0.15},
+        "model": {"kind": "dense", "units": [32]},  # no dropout/BN: those are per replica by design
+        "optimizer": {"kind": "adam", "learning_rate": 3e-3},
+        "train": {"epochs": 2},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp_path: Path) -> None:
+    import keras
+
+    cfg = _config(tmp_path / "c.yaml")
+    single = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = keras.models.load_model(run_dir_from(single.stdout) / "model.keras").get_weights()
+
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = tmp_path / "shared" / "run"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    procs = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TMPDIR": str(scratch),
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        procs.append(subprocess.Popen(
+            [*dltrain_cmd(), "fit", str(cfg), "--run-dir", str(run_dir)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    assert f"run: {run_dir}" in outs[0][0]
+    assert "the chief wrote the run" in outs[1][0]
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["runtime"]["strategy"] == "multi_worker" and record["runtime"]["workers"] == 2
+    assert record["runtime"]["replicas"] == 2 and record["runtime"]["per_replica_batch_size"] == 32
+    assert "TF_CONFIG" in record["runtime"]["reason"] and "chief" in record["runtime"]["reason"]
+    weights = keras.models.load_model(run_dir / "model.keras").get_weights()
+    for a, b in zip(weights, reference, strict=True):
+        # Same global batch, same order; float32 sums are taken in a different order across replicas.
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert list(scratch.iterdir()) == []  # the non-chief's scratch run was removed
+    assert len(list((run_dir / "checkpoints").glob("ckpt-*.index"))) == 2
+
+
+def test_auto_picks_multi_worker_from_tf_config_and_two_workers_need_a_run_dir(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "c.yaml")
+    ports = _free_ports(2)
+    one = {"cluster": {"worker": [f"127.0.0.1:{ports[0]}"]}, "task": {"type": "worker", "index": 0}}
+    proc = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"TF_CONFIG": json.dumps(one)}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((run_dir_from(proc.stdout) / "run.json").read_text())
+    assert record["runtime"]["strategy"] == "multi_worker" and "TF_CONFIG" in record["runtime"]["reason"]
+    two = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs2"), env={"TF_CONFIG": json.dumps(two)},
+                       timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "--run-dir" in proc.stderr and "2 workers" in proc.stderr
+    assert not (tmp_path / "runs2").exists()
