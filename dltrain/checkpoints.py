@@ -80,6 +80,17 @@ def clean_leftovers(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _listed_in_state_file(directory: Path) -> list[int]:
+    """Checkpoint numbers a CheckpointManager state file names (empty if it is missing or corrupt)."""
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except Exception:  # a corrupt state file: fall back to the files on disk
+        return []
+    if state is None:
+        return []
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+
+
 class TrainingState:
     """The checkpointed variables of a fit, and their latest / best checkpoint managers."""
 
@@ -180,8 +191,12 @@ class TrainingState:
 
     # -------------------------------------------------------------------------------------- restore
 
-    def restore_latest(self) -> str | None:
+    def restore_latest(self, source: Path | None = None) -> str | None:
         """Restore the newest checkpoint that loads, falling back to older ones with a warning.
+
+        Args:
+            source: another run's checkpoint folder to read (a non-chief worker reads the chief's); it is only
+                read, never cleaned.
 
         Returns:
             The checkpoint restored, or None when the run has none yet.
@@ -189,9 +204,15 @@ class TrainingState:
         Raises:
             RunDirError: checkpoints exist but none of them loads.
         """
-        listed = [int(p.rsplit("-", 1)[1]) for p in self.manager.checkpoints]
-        on_disk = _numbers(self.dir, "ckpt")
-        if listed:
+        directory = source or self.dir
+        if source is None:
+            listed = [int(p.rsplit("-", 1)[1]) for p in self.manager.checkpoints]
+        else:
+            listed = _listed_in_state_file(source)
+        on_disk = _numbers(directory, "ckpt")
+        if listed and source is not None:
+            on_disk = [n for n in on_disk if n <= max(listed)]
+        elif listed:
             # The state file is written only after a checkpoint is complete: files newer than the last one it
             # names were being written when the process died. They are torn or at best unconfirmed; drop them.
             for number in [n for n in on_disk if n > max(listed)]:
@@ -204,7 +225,7 @@ class TrainingState:
         numbers = sorted(set(listed) | set(on_disk), reverse=True)
         failures = []
         for number in numbers:
-            prefix = str(self.dir / f"ckpt-{number}")
+            prefix = str(directory / f"ckpt-{number}")
             try:
                 self.checkpoint.restore(prefix).assert_existing_objects_matched()
             except Exception as exc:  # DataLoss, NotFound, OutOfRange, checksum and match errors alike
@@ -219,7 +240,7 @@ class TrainingState:
             return prefix
         if failures:
             raise RunDirError(
-                f"{self.dir}: no usable checkpoint ({', '.join(failures)} are all damaged). "
+                f"{directory}: no usable checkpoint ({', '.join(failures)} are all damaged). "
                 "The run cannot be resumed; start it again."
             )
         return None

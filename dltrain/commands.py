@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from dltrain.checkpoints import clean_leftovers
 from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.errors import ConfigError, DataError, RunDirError
+from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
 from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
 from dltrain.models.cnn import check_input_shape
 from dltrain.rundir import (
@@ -106,7 +109,7 @@ def fit(cfg: Config, runs_root: Path, run_dir: Path | None = None) -> FitOutcome
         )
     splits, runtime = _prepare(cfg)
     if not runtime.is_chief:
-        with tempfile.TemporaryDirectory(prefix=f"dltrain-worker{runtime.worker_index}-") as scratch:
+        with _scratch(runtime) as scratch:
             outcome = _fit_into(cfg, splits, runtime, Path(scratch) / "run")
         return FitOutcome(run_dir or Path(scratch), outcome.result, outcome.learning_rate, chief=False)
     return _fit_into(
@@ -128,7 +131,11 @@ def _fit_into(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) -> F
 
 
 def resume(run_dir: Path, given: Config | None) -> FitOutcome:
-    """Continue a killed, interrupted or preempted run in place, to the same end as an uninterrupted one."""
+    """Continue a killed, interrupted or preempted run in place, to the same end as an uninterrupted one.
+
+    Multi-worker: every worker runs this with the same TF_CONFIG; all restore the chief's checkpoint, and
+    only the chief writes ``run_dir`` (the others continue in a scratch copy that is removed).
+    """
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
     previous = read_run_json(run_dir)
@@ -154,6 +161,18 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
             f"dltrain fit CONFIG --set train.epochs=N --resume {run_dir}"
         )
     splits, runtime = _prepare(cfg)
+    if not runtime.is_chief:
+        with _scratch(runtime) as scratch:
+            copy = Path(scratch) / "run"
+            copy.mkdir()
+            for name in ("config.yaml", "run.json", "metrics.csv"):
+                if (run_dir / name).exists():
+                    shutil.copy2(run_dir / name, copy / name)
+            record = RunRecord.reopen(copy, "fit --resume")
+            outcome = _train(
+                cfg, splits, runtime, copy, record, resume=True, restore_from=run_dir / "checkpoints"
+            )
+        return FitOutcome(run_dir, outcome.result, outcome.learning_rate, chief=False)
     with RunLock(run_dir):
         clean_leftovers(run_dir)
         record = RunRecord.reopen(run_dir, "fit --resume")
@@ -179,7 +198,14 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _train(
-    cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path, record: RunRecord, *, resume: bool
+    cfg: Config,
+    splits: Splits,
+    runtime: Runtime,
+    run_dir: Path,
+    record: RunRecord,
+    *,
+    resume: bool,
+    restore_from: Path | None = None,
 ) -> FitOutcome:
     with record.finishing_on_error():
         learning_rate = cfg.optimizer.learning_rate
@@ -217,7 +243,7 @@ def _train(
             steps_per_epoch=trainer_fit.steps_per_epoch,
         )
         if resume:
-            restored = trainer_fit.restore()
+            restored = trainer_fit.restore(restore_from)
             record.data["restarts"][-1]["from"] = restored
             record.save()
             if restored is None:
@@ -225,7 +251,7 @@ def _train(
             else:
                 exact = "the next batch" if restored["step_in_epoch"] else "the next epoch (epoch-exact)"
                 log.info("restored %s: continuing at %s", restored["checkpoint"], exact)
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, _worker_loss_is_an_error(runtime, run_dir):
             result = trainer_fit.run(stop)
         trainer_fit.export_best()
         plots.plot_learning_curves(
@@ -244,6 +270,44 @@ def _train(
     )
     record.finish("finished")
     return FitOutcome(run_dir, result, float(learning_rate))
+
+
+@contextlib.contextmanager
+def _scratch(runtime: Runtime) -> Iterator[str]:
+    """A non-chief worker's private run folder, removed at the end; ones left by killed workers go first."""
+    prefix = f"dltrain-worker{runtime.worker_index}-"
+    for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            RunLock(old / "run").acquire()  # succeeds only if its owner is dead
+        except RunDirError:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        yield scratch
+
+
+# What TensorFlow says when a peer of a MultiWorkerMirroredStrategy cluster is gone.
+_PEER_LOST = (
+    "unhealthy",
+    "stopped sending heartbeats",
+    "Collective ops is aborted",
+    "failed to connect",
+    "Socket closed",
+)
+
+
+@contextlib.contextmanager
+def _worker_loss_is_an_error(runtime: Runtime, run_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        if runtime.workers < 2 or not any(marker in str(exc) for marker in _PEER_LOST):
+            raise
+        first = next((line for line in str(exc).splitlines() if "task" in line or "unhealthy" in line), "")
+        raise WorkerLostError(
+            f"another worker of the cluster stopped ({first.strip()[:160]}). Restart every worker with the same "
+            f"TF_CONFIG and: dltrain fit --resume {run_dir}"
+        ) from None
 
 
 def lr_find(cfg: Config, runs_root: Path) -> tuple[Path, LrFindResult]:

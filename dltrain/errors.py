@@ -11,6 +11,7 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NON_FINITE = 4
 EXIT_RUN = 5
+EXIT_WORKER_LOST = 6
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -56,6 +57,12 @@ class RunDirError(DltrainError):
     """A run directory or checkpoint is missing, locked or unusable."""
 
     exit_code = EXIT_RUN
+
+
+class WorkerLostError(DltrainError):
+    """Another worker of a multi-worker cluster died or stopped answering."""
+
+    exit_code = EXIT_WORKER_LOST
 
 
 class Interrupted(DltrainError):

@@ -243,9 +243,12 @@ class Fit:
         self.events = tf.summary.create_file_writer(str(run_dir / "events"))
         self.faults = faults.active()
 
-    def restore(self) -> dict[str, Any] | None:
-        """Continue from the newest usable checkpoint; metrics rows past it are dropped (they get redone)."""
-        restored = self.state.restore_latest()
+    def restore(self, source: Path | None = None) -> dict[str, Any] | None:
+        """Continue from the newest usable checkpoint; metrics rows past it are dropped (they get redone).
+
+        ``source``: the chief's checkpoint folder, for a non-chief worker that writes to its own scratch.
+        """
+        restored = self.state.restore_latest(source)
         if restored is None:
             if read_metrics(self.run_dir / METRICS_FILE):
                 raise RunDirError(

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +25,74 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _config(path: Path) -> Path:
+def _config(path: Path, epochs: int = 2) -> Path:
     cfg = {
         "name": "mw",
         "seed": 5,
         "data": {"kind": "digits", "batch_size": 64, "validation_split": 0.15},
         "model": {"kind": "dense", "units": [32]},  # no dropout/BN: those are per replica by design
         "optimizer": {"kind": "adam", "learning_rate": 3e-3},
-        "train": {"epochs": 2},
+        "train": {"epochs": epochs},
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def _start_workers(
+    args: list[str], scratch: Path, faults: dict[int, str] | None = None
+) -> list[subprocess.Popen[str]]:
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TMPDIR": str(scratch),
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        if faults and index in faults:
+            env["DLTRAIN_FAULT"] = faults[index]
+        procs.append(subprocess.Popen([*dltrain_cmd(), *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    return procs
+
+
+def test_a_lost_worker_stops_the_other_and_a_restart_of_both_resumes(tmp_path: Path) -> None:
+    import keras
+
+    cfg = _config(tmp_path / "c.yaml", epochs=3)
+    single = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = keras.models.load_model(run_dir_from(single.stdout) / "model.keras").get_weights()
+
+    run_dir = tmp_path / "shared" / "run"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    chief, other = _start_workers(
+        ["fit", str(cfg), "--run-dir", str(run_dir)], scratch, {1: "kill@epoch=2,step=5"}
+    )
+    other.communicate(timeout=600)
+    died = time.monotonic()
+    assert other.returncode == -9
+    _, err = chief.communicate(timeout=120)
+    waited = time.monotonic() - died
+    assert chief.returncode == 6, err[-3000:]
+    assert waited < 45, waited  # the survivor notices within the heartbeat timeout, it does not hang
+    assert "Restart every worker" in err and f"dltrain fit --resume {run_dir}" in err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+    procs = _start_workers(["fit", "--resume", str(run_dir)], scratch)
+    outs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["restarts"][0]["from"]["epoch"] == 1
+    weights = keras.models.load_model(run_dir / "model.keras").get_weights()
+    for a, b in zip(weights, reference, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # the killed worker's scratch run was removed by its restart, the restart's own at its end
+    assert not list(scratch.glob("dltrain-worker*"))
 
 
 def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp_path: Path) -> None:
@@ -76,7 +134,7 @@ def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp
     for a, b in zip(weights, reference, strict=True):
         # Same global batch, same order; float32 sums are taken in a different order across replicas.
         np.testing.assert_allclose(a, b, atol=1e-5)
-    assert list(scratch.iterdir()) == []  # the non-chief's scratch run was removed
+    assert not list(scratch.glob("dltrain-worker*"))  # the non-chief's scratch run was removed
     assert len(list((run_dir / "checkpoints").glob("ckpt-*.index"))) == 2
 
 
