@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from dltrain import __version__
+from dltrain.cluster import set_tf_config_from_flags
 from dltrain.config import Config, json_schema, load_config, to_yaml
 from dltrain.console import setup_logging, stderr, stdout
 from dltrain.errors import EXIT_INTERRUPTED, EXIT_RUN, DltrainError
@@ -126,6 +127,15 @@ def fit(
             "--run-dir", help="Exact run directory to create (multi-worker: the same on every worker)."
         ),
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-worker without TF_CONFIG: every worker's host:port, comma-separated, in order."
+        ),
+    ] = None,
+    worker_index: Annotated[
+        int | None, typer.Option(help="With --workers: this worker's position (0 = chief).")
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -140,6 +150,7 @@ def fit(
     if config is None and set_:
         raise _fail("--set needs CONFIG: pass the run's config (RUN/config.yaml) with the changed keys.", 2)
     cfg = _load(config, set_) if config is not None else None
+    set_tf_config_from_flags(workers, worker_index)
     setup_logging(verbose)
     from dltrain import commands
 

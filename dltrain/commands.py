@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -229,8 +230,8 @@ def _train(
                 learning_rate={"value": learning_rate, "source": "lr-find", "rule": found.suggestion.rule}
             )
             log.info("lr-find suggests %.4g (%s); training with it", learning_rate, found.suggestion.rule)
-        elif not resume:
-            record.update(learning_rate={"value": learning_rate, "source": "config"})
+        else:
+            learning_rate = _scaled(cfg, float(learning_rate), runtime, record, resume)
         keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
         trainer_fit = Fit(cfg, splits, runtime, run_dir, float(learning_rate))
         record.update(
@@ -270,6 +271,18 @@ def _train(
     )
     record.finish("finished")
     return FitOutcome(run_dir, result, float(learning_rate))
+
+
+def _scaled(cfg: Config, learning_rate: float, runtime: Runtime, record: RunRecord, resume: bool) -> float:
+    """Apply ``optimizer.lr_scaling`` (the config's rate is then per replica) and record what was used."""
+    rule = cfg.optimizer.lr_scaling
+    factor = {"none": 1.0, "linear": float(runtime.replicas), "sqrt": math.sqrt(runtime.replicas)}[rule]
+    if not resume:
+        entry: dict[str, Any] = {"value": learning_rate * factor, "source": "config"}
+        if rule != "none":
+            entry.update(configured=learning_rate, scaling=rule, replicas=runtime.replicas)
+        record.update(learning_rate=entry)
+    return learning_rate * factor
 
 
 @contextlib.contextmanager

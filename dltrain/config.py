@@ -155,6 +155,11 @@ class _OptimizerBase(_Strict):
     clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="Clip the global gradient norm."
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale learning_rate by the number of replicas (linear) or its square root (sqrt): "
+        "learning_rate is then the rate for one replica. Not applied to a rate lr-find found.",
+    )
 
 
 class SgdOptimizer(_OptimizerBase):
@@ -249,9 +254,19 @@ class TrainConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = Field(
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
         "auto",
         description="auto: TF_CONFIG set -> multi_worker; several GPUs -> mirrored; one GPU -> one_device.",
+    )
+    devices: list[str] | None = Field(
+        None,
+        description="Devices for one_device / mirrored, e.g. ['/gpu:0', '/gpu:1']; default: all GPUs, else CPU.",
+    )
+    collective: Literal["auto", "ring", "nccl"] = Field(
+        "auto", description="multi_worker all-reduce: auto, ring (gRPC, CPU) or nccl (GPU)."
+    )
+    tpu: str | None = Field(
+        None, description="strategy tpu: the TPU name or grpc:// address (default: local)."
     )
     mixed_precision: Literal["auto", "off", "float16", "bfloat16"] = Field(
         "auto", description="auto: mixed_float16 on a GPU with compute capability >= 7.0, else off."

@@ -62,29 +62,59 @@ def _split_cpu() -> None:
         log.debug("logical CPU devices already configured")
 
 
-def _pick_strategy(name: str) -> tuple[tf.distribute.Strategy, str, str]:
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
+def _named_devices(wanted: list[str] | None, available: list[str]) -> list[str]:
+    if not wanted:
+        return available
+    # "/job:localhost/replica:0/task:0/device:GPU:0", "/device:GPU:0" and "/gpu:0" all name one device
+    short = {"/" + d.lower().split("device:")[-1].lstrip("/"): d for d in available}
+    out = []
+    for name in wanted:
+        match = short.get("/" + name.lower().split("device:")[-1].lstrip("/"))
+        if match is None:
+            raise ConfigError(
+                f"`runtime.devices` names {name!r}, which this machine does not have. "
+                f"Available: {', '.join(sorted(short)) or 'none'}."
+            )
+        out.append(match)
+    return out
+
+
+def _pick_strategy(cfg: RuntimeConfig, name: str) -> tuple[tf.distribute.Strategy, str, str]:
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "auto":
         if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy(), "mirrored", f"auto: {len(gpus)} GPUs found"
+            return tf.distribute.MirroredStrategy(gpus), "mirrored", f"auto: {len(gpus)} GPUs found"
         if len(gpus) == 1:
-            return tf.distribute.OneDeviceStrategy(gpus[0].name), "one_device", "auto: one GPU found"
+            return tf.distribute.OneDeviceStrategy(gpus[0]), "one_device", "auto: one GPU found"
         return tf.distribute.get_strategy(), "default", "auto: no GPU found, training on the CPU"
     if name == "default":
         return tf.distribute.get_strategy(), "default", "set in runtime.strategy"
     if name == "one_device":
-        device = (gpus or cpus)[0].name
+        device = _named_devices(cfg.devices, gpus or cpus)[0]
         return tf.distribute.OneDeviceStrategy(device), "one_device", f"set in runtime.strategy ({device})"
     if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in cpus]
+        devices = _named_devices(cfg.devices, gpus or cpus)
         return (
             tf.distribute.MirroredStrategy(devices),
             "mirrored",
             f"set in runtime.strategy ({len(devices)} devices)",
         )
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or "")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+            raise ConfigError(
+                f"`runtime.strategy` is tpu but no TPU was found ({first}). "
+                "Set runtime.tpu to its name or address, or use strategy auto."
+            ) from None
+        return tf.distribute.TPUStrategy(resolver), "tpu", f"set in runtime.strategy ({cfg.tpu or 'local'})"
     raise ConfigError(
-        f"`runtime.strategy` received {name!r}; expected one of: auto, default, one_device, mirrored"
+        f"`runtime.strategy` received {name!r}; expected one of: auto, default, one_device, mirrored, "
+        "multi_worker, tpu"
     )
 
 
@@ -117,7 +147,16 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
     multi: tf.distribute.Strategy | None = None
     if name == "multi_worker":
         # Must exist before any other TF op runs: it sets up the collectives of this process.
-        multi = tf.distribute.MultiWorkerMirroredStrategy()
+        implementation = {
+            "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+            "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+            "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+        }[cfg.collective]
+        multi = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=implementation
+            )
+        )
         resolver = multi.cluster_resolver
         spec = resolver.cluster_spec().as_dict()
         workers = sum(len(v) for k, v in spec.items() if k in ("chief", "worker")) or 1
@@ -134,7 +173,7 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
         why = "TF_CONFIG is set" if cfg.strategy == "auto" else "set in runtime.strategy"
         strategy, reason = multi, f"{why}: worker {worker_index} of {workers}{' (chief)' if is_chief else ''}"
     else:
-        strategy, name, reason = _pick_strategy(name)
+        strategy, name, reason = _pick_strategy(cfg, name)
     replicas = int(strategy.num_replicas_in_sync)
     if batch_size % replicas:
         raise ConfigError(

@@ -24,7 +24,8 @@ def dltrain_cmd() -> list[str]:
 def run_dltrain(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    base = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "DLTRAIN_FAULT")}
+    full_env = {**base, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
         [*dltrain_cmd(), *args],
         cwd=cwd or REPO,

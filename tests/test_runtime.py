@@ -1,0 +1,53 @@
+"""Strategy options through the CLI: named devices, LR scaling over replicas, a missing TPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import run_dir_from, run_dltrain
+
+
+def _config(path: Path, runtime: dict, optimizer: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump({
+        "name": "rt",
+        "data": {"kind": "digits", "batch_size": 32},
+        "model": {"kind": "dense", "units": [16]},
+        "optimizer": optimizer or {"kind": "adam", "learning_rate": 1e-3},
+        "train": {"epochs": 1},
+        "runtime": runtime,
+    }))  # fmt: skip
+    return path
+
+
+def test_mirrored_on_named_devices_with_linear_lr_scaling(tmp_path: Path) -> None:
+    cfg = _config(
+        tmp_path / "c.yaml",
+        {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]},
+        {"kind": "adam", "learning_rate": 1e-3, "lr_scaling": "linear"},
+    )
+    proc = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_CPU_DEVICES": "2"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((run_dir_from(proc.stdout) / "run.json").read_text())
+    assert record["runtime"]["replicas"] == 2 and len(record["runtime"]["devices"]) == 2
+    lr = record["learning_rate"]
+    assert lr["scaling"] == "linear" and lr["configured"] == 1e-3 and abs(lr["value"] - 2e-3) < 1e-12
+
+
+def test_unknown_device_lists_what_the_machine_has(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "c.yaml", {"strategy": "mirrored", "devices": ["/gpu:3"]})
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "'/gpu:3'" in proc.stderr and "Available:" in proc.stderr and "/cpu:0" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tpu_strategy_without_a_tpu_is_a_clear_config_error(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "c.yaml", {"strategy": "tpu"})
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "no TPU was found" in proc.stderr and "Traceback" not in proc.stderr
