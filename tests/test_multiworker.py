@@ -156,3 +156,33 @@ def test_auto_picks_multi_worker_from_tf_config_and_two_workers_need_a_run_dir(t
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "--run-dir" in proc.stderr and "2 workers" in proc.stderr
     assert not (tmp_path / "runs2").exists()
+
+
+def test_mirrored_on_two_logical_cpus_sigkill_and_resume(tmp_path: Path) -> None:
+    """RELIABILITY row 13: as row 1, under MirroredStrategy; the checkpoint is written once, not per replica."""
+    import keras
+
+    cfg = _config(tmp_path / "c.yaml", epochs=3)
+    data = yaml.safe_load(cfg.read_text())
+    data["runtime"] = {"strategy": "mirrored"}
+    cfg.write_text(yaml.safe_dump(data))
+    env = {"DLTRAIN_CPU_DEVICES": "2"}
+    whole = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "whole"), env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    reference = keras.models.load_model(run_dir_from(whole.stdout) / "model.keras").get_weights()
+    killed = run_dltrain(
+        "fit",
+        str(cfg),
+        "--runs-dir",
+        str(tmp_path / "killed"),
+        env={**env, "DLTRAIN_FAULT": "kill@epoch=2,step=4"},
+    )
+    assert killed.returncode == -9
+    (run,) = list((tmp_path / "killed").iterdir())
+    resumed = run_dltrain("fit", "--resume", str(run), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    weights = keras.models.load_model(run / "model.keras").get_weights()
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights, reference, strict=True))
+    assert diff == 0.0, diff
+    assert len(list((run / "checkpoints").glob("ckpt-*.index"))) == 3
+    assert not [p for p in run.rglob("*") if "replica" in p.name]
