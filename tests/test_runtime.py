@@ -51,3 +51,22 @@ def test_tpu_strategy_without_a_tpu_is_a_clear_config_error(tmp_path: Path) -> N
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "no TPU was found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mixed_precision_switches_train_and_record_the_policy(tmp_path: Path) -> None:
+    # float16 goes through loss scaling (LossScaleOptimizer); bfloat16 needs none. Both run on this CPU.
+    for setting, policy in (("float16", "mixed_float16"), ("bfloat16", "mixed_bfloat16")):
+        cfg = _config(
+            tmp_path / f"{setting}.yaml",
+            {"mixed_precision": setting},
+            {"kind": "adam", "learning_rate": 3e-3},
+        )
+        data = yaml.safe_load(cfg.read_text())
+        data["train"]["epochs"] = 3
+        cfg.write_text(yaml.safe_dump(data))
+        proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / setting))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run = run_dir_from(proc.stdout)
+        record = json.loads((run / "run.json").read_text())
+        assert record["runtime"]["precision"] == policy
+        assert record["best"]["row"]["val_accuracy"] > 0.5  # chance is 0.1
