@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dltrain import metrics, plots
+from dltrain.config import Config
 from dltrain.data import load_splits
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text
@@ -50,6 +51,16 @@ def _load_model(path: Path, status: str) -> Any:
         ) from None
 
 
+def _local_runtime(cfg: Config) -> Any:
+    """The run's strategy on this machine; a cluster strategy becomes the local choice (one process scores)."""
+    from dltrain.runtime import setup_runtime
+
+    runtime_cfg = cfg.runtime
+    if runtime_cfg.strategy in ("multi_worker", "tpu"):
+        runtime_cfg = runtime_cfg.model_copy(update={"strategy": "auto"})
+    return setup_runtime(runtime_cfg, cfg.seed, cfg.data.batch_size, allow_cluster=False)
+
+
 def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size: int = 512) -> EvalReport:
     """Score ``run_dir``'s model on ``split`` and write ``eval/<split>/``.
 
@@ -69,7 +80,9 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
             f"the {split} split of {splits.source} is not the one this run was trained against (fingerprint "
             f"{splits.fingerprint(split)} != {recorded}); restore the original data or retrain."
         )
-    model = _load_model(run_dir / "model.keras", str(record.get("status")))
+    runtime = _local_runtime(cfg)
+    with runtime.strategy.scope():  # predict is distributed over the same devices as training
+        model = _load_model(run_dir / "model.keras", str(record.get("status")))
     want_shape = tuple(model.inputs[0].shape[1:])
     if want_shape != x.shape[1:]:
         raise DataError(
@@ -78,6 +91,8 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     n_out = int(model.outputs[0].shape[-1])
     if n_out != splits.num_classes:
         raise DataError(f"the model predicts {n_out} classes but the data has {splits.num_classes}.")
+    # A batch that divides over the replicas, as in fit; the last one may be short.
+    batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
     probs = np.asarray(
         model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0), dtype=np.float64
     )
@@ -87,6 +102,8 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     summary = {
         "split": split,
         "examples": int(len(y)),
+        "strategy": runtime.strategy_name,
+        "replicas": runtime.replicas,
         "loss": float(losses.mean()),
         **metrics.summary(cm),
         "source": splits.source,

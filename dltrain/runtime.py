@@ -133,7 +133,7 @@ def _pick_precision(setting: str) -> str:
     return "float32"
 
 
-def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
+def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True) -> Runtime:
     """Seed everything, choose precision and strategy, and check the batch divides over the replicas.
 
     Raises:
@@ -141,7 +141,7 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int) -> Runtime:
     """
     _split_cpu()
     name: str = cfg.strategy
-    if name == "auto" and os.environ.get("TF_CONFIG"):
+    if name == "auto" and os.environ.get("TF_CONFIG") and allow_cluster:
         name = "multi_worker"
     workers, worker_index, is_chief = 1, 0, True
     multi: tf.distribute.Strategy | None = None

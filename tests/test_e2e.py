@@ -323,3 +323,22 @@ def test_a_cnn_on_flat_data_is_refused_before_a_run_directory_exists(tmp_path: P
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cnn needs images" in proc.stderr and "(5,)" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_runs_under_the_runs_strategy_and_agrees(tmp_path: Path, cnn_run: Path) -> None:
+    default = run_dltrain("evaluate", str(cnn_run), "--split", "validation")
+    assert default.returncode == 0, default.stderr[-2000:]
+    one = json.loads((cnn_run / "eval" / "validation" / "metrics.json").read_text())
+    assert one["strategy"] == "default" and one["replicas"] == 1
+    copy = tmp_path / "mirrored"
+    import shutil
+
+    shutil.copytree(cnn_run, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["runtime"]["strategy"] = "mirrored"
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_dltrain("evaluate", str(copy), "--split", "validation", env={"DLTRAIN_CPU_DEVICES": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    two = json.loads((copy / "eval" / "validation" / "metrics.json").read_text())
+    assert two["strategy"] == "mirrored" and two["replicas"] == 2
+    assert two["accuracy"] == one["accuracy"] and two["loss"] == pytest.approx(one["loss"], rel=1e-5)
