@@ -324,9 +324,16 @@ def _worker_loss_is_an_error(runtime: Runtime, run_dir: Path) -> Iterator[None]:
 
 
 def lr_find(cfg: Config, runs_root: Path) -> tuple[Path, LrFindResult]:
-    """Run the range test into a new run directory ``<name>-lrfind-<stamp>``."""
+    """Run the range test into a new run directory ``<name>-lrfind-<stamp>`` (the chief's, under multi-worker)."""
     splits, runtime = _prepare(cfg)
-    run_dir = create_run_dir(runs_root, cfg.name, suffix="lrfind")
+    if not runtime.is_chief:
+        with _scratch(runtime) as scratch:
+            return _lr_find_into(cfg, splits, runtime, Path(scratch) / "run")
+    return _lr_find_into(cfg, splits, runtime, create_run_dir(runs_root, cfg.name, suffix="lrfind"))
+
+
+def _lr_find_into(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) -> tuple[Path, LrFindResult]:
+    run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         write_config(run_dir, to_yaml(cfg))
         record = RunRecord(run_dir, "lr-find", cfg.seed)

@@ -186,3 +186,18 @@ def test_mirrored_on_two_logical_cpus_sigkill_and_resume(tmp_path: Path) -> None
     assert diff == 0.0, diff
     assert len(list((run / "checkpoints").glob("ckpt-*.index"))) == 3
     assert not [p for p in run.rglob("*") if "replica" in p.name]
+
+
+def test_lr_find_on_two_workers_writes_one_run(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "c.yaml")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    procs = _start_workers(["lr-find", str(cfg), "--runs-dir", str(tmp_path / "runs")], scratch)
+    outs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    (run,) = list((tmp_path / "runs").iterdir())  # the chief's only
+    suggestion = json.loads((run / "lr_find" / "suggestion.json").read_text())
+    assert suggestion["lr"] is not None
+    assert json.loads((run / "run.json").read_text())["runtime"]["replicas"] == 2
+    assert not list(scratch.glob("dltrain-worker*"))
