@@ -505,7 +505,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             value = parse_scalar(text)
         except ConfigError as exc:
-            problems.append(f"--set {item!r}: {exc.message}")
+            problems.append(f"--set {item!r}: {'; '.join(exc.problems) or exc.message}")
             continue
         node = raw
         for k in keys[:-1]:

@@ -28,16 +28,24 @@ _FLOAT_RE = re.compile(
 KeyPath = tuple[str | int, ...]
 
 
+# YAML 1.2 core-schema booleans. YAML 1.1 also reads yes/no/on/off as booleans, so `mixed_precision: off`
+# arrived as False and was rejected; bool fields still accept "yes"/"on"/... through pydantic.
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats."""
+    """SafeLoader with YAML 1.2 floats and booleans."""
 
 
-# Replace the YAML 1.1 float resolver with the 1.2 one.
+# Replace the YAML 1.1 float and bool resolvers with the 1.2 ones.
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    first: [
+        (tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_RE, list("tTfF"))
 
 
 def _where(source: str, node: yaml.Node) -> str:
