@@ -93,6 +93,13 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
     return load_config(config, overrides or [])
 
 
+def _load_data(cfg: Config) -> Any:
+    """Load the data before TensorFlow is imported: a data error (exit 3) then costs no TF start-up."""
+    from dltrain.data import load_splits
+
+    return load_splits(cfg.data, cfg.seed)
+
+
 def _version(value: bool) -> None:
     if value:
         stdout.print(f"dltrain {__version__}")
@@ -152,13 +159,16 @@ def fit(
     cfg = _load(config, set_) if config is not None else None
     set_tf_config_from_flags(workers, worker_index)
     setup_logging(verbose)
-    from dltrain import commands
-
     if resume is not None:
+        from dltrain import commands
+
         outcome = commands.resume(resume, cfg)
     else:
         assert cfg is not None
-        outcome = commands.fit(cfg, runs_dir, run_dir)
+        splits = _load_data(cfg)
+        from dltrain import commands
+
+        outcome = commands.fit(cfg, runs_dir, run_dir, splits)
     result = outcome.result
     if not outcome.chief:
         _out(f"worker done; the chief wrote the run: {outcome.run_dir}")
@@ -184,9 +194,10 @@ def lr_find(
     """Learning-rate range test: sweep the LR on a fresh model and suggest one."""
     cfg = _load(config, set_)
     setup_logging(verbose)
+    splits = _load_data(cfg)
     from dltrain import commands
 
-    run_dir, result = commands.lr_find(cfg, runs_dir)
+    run_dir, result = commands.lr_find(cfg, runs_dir, splits)
     s = result.suggestion
     _out(f"run: {run_dir}")
     if s.lr is None:

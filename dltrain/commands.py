@@ -62,9 +62,12 @@ def _data_record(splits: Splits) -> dict[str, Any]:
     return record
 
 
-def _prepare(cfg: Config) -> tuple[Splits, Runtime]:
-    """Data first (exit 3 before anything is built), then the strategy (exit 2 on a bad batch size)."""
-    splits = load_splits(cfg.data, cfg.seed)
+def _prepare(cfg: Config, splits: Splits | None = None) -> tuple[Splits, Runtime]:
+    """Data first (exit 3 before anything is built), then the strategy (exit 2 on a bad batch size).
+
+    ``splits``: already loaded by the CLI, which does so before importing TensorFlow.
+    """
+    splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
     if cfg.model.kind == "cnn":
         check_input_shape(splits.input_shape)
     runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size)
@@ -92,7 +95,9 @@ def _lr_find_in(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) ->
 SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience")
 
 
-def fit(cfg: Config, runs_root: Path, run_dir: Path | None = None) -> FitOutcome:
+def fit(
+    cfg: Config, runs_root: Path, run_dir: Path | None = None, splits: Splits | None = None
+) -> FitOutcome:
     """Train ``cfg`` into a new run directory under ``runs_root`` (or exactly ``run_dir``).
 
     Under multi-worker training every worker runs this; only the chief writes ``run_dir``, the others write
@@ -108,7 +113,7 @@ def fit(cfg: Config, runs_root: Path, run_dir: Path | None = None) -> FitOutcome
             f"multi-worker training ({workers} workers) needs --run-dir PATH, the same path on every "
             "worker (a shared folder), e.g. --run-dir runs/$SLURM_JOB_ID."
         )
-    splits, runtime = _prepare(cfg)
+    splits, runtime = _prepare(cfg, splits)
     if not runtime.is_chief:
         with _scratch(runtime) as scratch:
             outcome = _fit_into(cfg, splits, runtime, Path(scratch) / "run")
@@ -323,9 +328,9 @@ def _worker_loss_is_an_error(runtime: Runtime, run_dir: Path) -> Iterator[None]:
         ) from None
 
 
-def lr_find(cfg: Config, runs_root: Path) -> tuple[Path, LrFindResult]:
+def lr_find(cfg: Config, runs_root: Path, splits: Splits | None = None) -> tuple[Path, LrFindResult]:
     """Run the range test into a new run directory ``<name>-lrfind-<stamp>`` (the chief's, under multi-worker)."""
-    splits, runtime = _prepare(cfg)
+    splits, runtime = _prepare(cfg, splits)
     if not runtime.is_chief:
         with _scratch(runtime) as scratch:
             return _lr_find_into(cfg, splits, runtime, Path(scratch) / "run")

@@ -84,6 +84,17 @@ def test_a_yaml_error_in_fit_exits_2_without_tensorflow(tmp_path: Path) -> None:
     assert f"{bad}:" in err and "YAML syntax error" in err
 
 
+@pytest.mark.parametrize("command", ["fit", "lr-find"])
+def test_a_data_error_exits_3_without_tensorflow(tmp_path: Path, command: str) -> None:
+    config = tmp_path / "c.yaml"
+    missing = tmp_path / "nope.npz"
+    config.write_text(f"name: t\ndata: {{kind: npz, path: {missing}}}\nmodel: {{kind: dense}}\n")
+    code, heavy, _, err = _probe(command, str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 3 and heavy == []
+    assert "nope.npz" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_installed_entry_point_help() -> None:
     proc = run_dltrain("--help", timeout=120)
     assert proc.returncode == 0, proc.stderr
