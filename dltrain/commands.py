@@ -20,6 +20,7 @@ from dltrain.checkpoints import clean_leftovers
 from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
+from dltrain.data.base import write_data_files
 from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
 from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
 from dltrain.models.cnn import check_input_shape
@@ -239,12 +240,16 @@ def _train(
             learning_rate = _scaled(cfg, float(learning_rate), runtime, record, resume)
         keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
         trainer_fit = Fit(cfg, splits, runtime, run_dir, float(learning_rate))
+        if not resume:
+            write_data_files(run_dir, splits, trainer_fit.trainer.stem)
         record.update(
             model={
                 "kind": cfg.model.kind,
                 "parameters": trainer_fit.trainer.count_params(),
                 "input_shape": list(splits.input_shape),
                 "num_classes": splits.num_classes,
+                "task": splits.task,
+                "outputs": splits.num_outputs,
             },
             steps_per_epoch=trainer_fit.steps_per_epoch,
         )

@@ -37,12 +37,20 @@ PositiveInt = Annotated[int, Field(gt=0)]
 # ---------------------------------------------------------------------------------------------- data
 
 
+Task = Literal["auto", "classification", "binary", "regression"]
+
+
 class _DataBase(_Strict):
     batch_size: PositiveInt = Field(128, description="Global batch size, split evenly over the replicas.")
     validation_split: Fraction = Field(
         0.1, description="Fraction of the training split held out for validation, drawn with the seed."
     )
     shuffle: bool = Field(True, description="Shuffle the training split every epoch (seeded).")
+    task: Task = Field(
+        "auto",
+        description="classification (softmax over classes), binary (one sigmoid output, two classes) or "
+        "regression (linear outputs, MSE loss, MAE metric); auto infers it from the labels.",
+    )
 
 
 class MnistData(_DataBase):
@@ -85,8 +93,102 @@ class NpzData(_DataBase):
     path: Path
 
 
+class Augment(_Strict):
+    """Random changes to training images (Keras preprocessing layers; never applied to validation or test)."""
+
+    flip: Literal["none", "horizontal", "vertical", "both"] = "none"
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = Field(
+        0.0, description="Largest rotation as a fraction of a full turn (0.1 = 36 degrees)."
+    )
+    zoom: Fraction = Field(0.0, description="Largest zoom in or out, as a fraction of the size.")
+    translation: Fraction = Field(0.0, description="Largest shift, as a fraction of height and width.")
+    contrast: Fraction = Field(0.0, description="Largest contrast change factor.")
+
+
+class ImageFolderData(_DataBase):
+    """Images in class folders: root/train/<class>/*.png (valid/ or val/ or validation/, test/), or
+    root/<class>/*.png with validation_split and test_split. Streamed from disk, decoded per batch."""
+
+    kind: Literal["image_folder"]
+    path: Path = Field(description="The root folder.")
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [64, 64], description="[height, width] every image is resized to."
+    )
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
+    test_split: Fraction = Field(
+        0.0, description="Single-folder layout: fraction held out as the test split, drawn with the seed."
+    )
+    cache: bool = Field(
+        False, description="Decode every image once and keep the pixels in memory (small folders only)."
+    )
+    bad_images: Literal["error", "skip"] = Field(
+        "error", description="A file that cannot be decoded: stop (exit 3, naming it) or skip it with a count."
+    )
+    augment: Augment = Field(default_factory=Augment)
+
+
+class CsvData(_DataBase):
+    """A table: one row an example, a label column, feature columns (numeric or categorical)."""
+
+    kind: Literal["csv"]
+    path: Path | None = Field(None, description="One CSV; validation (and test) carved with the seed.")
+    train: Path | None = Field(None, description="The training CSV, instead of path.")
+    validation: Path | None = None
+    test: Path | None = None
+    label: str = Field(description="The column to predict.")
+    features: list[str] | None = Field(None, description="Feature columns; default: every other column.")
+    categorical: list[str] | None = Field(
+        None, description="Columns treated as categories; default: the feature columns that are not numeric."
+    )
+    categorical_encoding: Literal["one_hot", "embedding"] = "one_hot"
+    embedding_dim: PositiveInt = Field(8, description="Width of each categorical embedding.")
+    test_split: Fraction = Field(0.0, description="With path: fraction held out as the test split.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+class TimeseriesCsvData(_DataBase):
+    """A series in a CSV (rows in time order): windows of past values predict the target ahead."""
+
+    kind: Literal["timeseries_csv"]
+    path: Path
+    target: str = Field(description="The column to forecast.")
+    columns: list[str] | None = Field(
+        None, description="Input columns; default: every numeric column (the target included)."
+    )
+    time_column: str | None = Field(None, description="A date/time column to keep out of the inputs.")
+    window: PositiveInt = Field(24, description="Past steps in one input window.")
+    horizon: PositiveInt = Field(1, description="Steps ahead predicted (1 = the next value).")
+    stride: PositiveInt = Field(1, description="Steps between the starts of consecutive windows.")
+    validation_split: Fraction = Field(
+        0.15, description="The last part of the series before the test part (chronological, never shuffled)."
+    )
+    test_split: Fraction = Field(0.15, description="The last part of the series (chronological).")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+class TextFolderData(_DataBase):
+    """Text files in class folders: root/<split>/<class>/*.txt (or root/<class>/*.txt with splits carved)."""
+
+    kind: Literal["text_folder"]
+    path: Path
+    max_tokens: PositiveInt = Field(20000, description="Vocabulary size (TextVectorization, fit on train).")
+    sequence_length: PositiveInt = Field(200, description="Tokens per example (padded or cut).")
+    embedding_dim: PositiveInt = Field(64, description="Width of the token embedding.")
+    test_split: Fraction = Field(0.0, description="Single-folder layout: fraction held out as test.")
+    encoding: str = "utf-8"
+
+
 DataConfig = Annotated[
-    MnistData | FashionMnistData | DigitsData | IdxData | NpzData, Field(discriminator="kind")
+    MnistData
+    | FashionMnistData
+    | DigitsData
+    | IdxData
+    | NpzData
+    | ImageFolderData
+    | CsvData
+    | TimeseriesCsvData
+    | TextFolderData,
+    Field(discriminator="kind"),
 ]
 
 # --------------------------------------------------------------------------------------------- model
@@ -228,7 +330,7 @@ ScheduleConfig = Annotated[
 
 # ------------------------------------------------------------------------------------ train, runtime
 
-Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+Monitor = Literal["val_loss", "val_accuracy", "val_mae", "loss", "accuracy", "mae"]
 
 
 class EarlyStopping(_Strict):

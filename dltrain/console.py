@@ -79,7 +79,7 @@ class EpochProgress:
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}"]
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    for key in ("loss", "accuracy", "mae", "val_loss", "val_accuracy", "val_mae"):
         value = row.get(key)
         if isinstance(value, float):
             parts.append(f"{key} {value:.4f}")

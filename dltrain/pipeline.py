@@ -1,52 +1,84 @@
-"""tf.data input from in-memory splits: stored dtype kept in memory, cast per batch, seeded order.
+"""tf.data input from the splits: stored dtype kept in memory, cast per batch, seeded order.
 
 The order of an epoch is a permutation drawn from (seed, epoch), so any epoch can be rebuilt exactly when a
-run resumes, and the first ``skip`` batches can be skipped without replaying them.
+run resumes, and the first ``skip`` batches can be skipped without replaying them. Image folders stream from
+disk (``dltrain.pipeline_images``) under the same contract.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
 
 
+class Pipeline(Protocol):
+    size: int
+    batch_size: int
+
+    @property
+    def steps(self) -> int: ...
+
+    def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset: ...
+
+    def evaluation(self) -> tf.data.Dataset: ...
+
+
+def epoch_order(size: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    if not shuffle:
+        return np.arange(size)
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def distribute_options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def targets_for_training(splits: Any, y: np.ndarray) -> np.ndarray:
+    """Targets as the loss reads them: class indices (int64), or regression values standardised with the
+    training split's statistics (float32)."""
+    if splits.task == "regression":
+        return ((y - splits.target_mean) / splits.target_std).astype(np.float32)
+    return y.astype(np.int64)
+
+
 class ArrayPipeline:
-    """Batches of one split, as (float32 inputs, int64 labels)."""
+    """Batches of one split held in memory: (float32 inputs, or strings for text; targets)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
         self.size = len(y)
         self.batch_size = batch_size
+        self._cast = x.dtype.kind not in ("U", "S", "O")
         # One copy into TF memory for the whole run; every epoch gathers batches from it.
         with tf.device("/cpu:0"):
-            self._x = tf.constant(x)
-            self._y = tf.constant(y.astype(np.int64))
+            self._x = tf.constant(x if self._cast else np.char.encode(x.astype(str), "utf-8"))
+            self._y = tf.constant(y)
 
     @property
     def steps(self) -> int:
         return math.ceil(self.size / self.batch_size)
 
     def order(self, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-        if not shuffle:
-            return np.arange(self.size)
-        return np.random.default_rng([seed, epoch]).permutation(self.size)
+        return epoch_order(self.size, seed, epoch, shuffle)
 
     def dataset(self, order: np.ndarray, skip_batches: int = 0) -> tf.data.Dataset:
-        x, y = self._x, self._y
+        x, y, cast = self._x, self._y, self._cast
 
         def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return tf.cast(tf.gather(x, idx), tf.float32), tf.gather(y, idx)
+            xs = tf.gather(x, idx)
+            return (tf.cast(xs, tf.float32) if cast else xs), tf.gather(y, idx)
 
         ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(self.batch_size)
         if skip_batches:
             ds = ds.skip(skip_batches)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return (
             ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
-            .with_options(options)
+            .with_options(distribute_options())
         )
 
     def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
@@ -54,3 +86,14 @@ class ArrayPipeline:
 
     def evaluation(self) -> tf.data.Dataset:
         return self.dataset(np.arange(self.size))
+
+
+def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
+    """The input pipeline of ``split``: in memory, or streamed from image files."""
+    x, y = splits.get(split)
+    y = targets_for_training(splits, y)
+    if splits.input_kind == "image_files":
+        from dltrain.pipeline_images import ImageFilePipeline
+
+        return ImageFilePipeline(x, y, batch_size, splits)
+    return ArrayPipeline(x, y, batch_size)

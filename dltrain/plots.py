@@ -123,6 +123,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
     for title, keys, log_y in (
         ("loss", ("loss", "val_loss"), False),
         ("accuracy", ("accuracy", "val_accuracy"), False),
+        ("mean absolute error", ("mae", "val_mae"), False),
         ("learning rate", ("learning_rate",), True),
     ):
         series = [(key, _column(rows, key)) for key in keys]

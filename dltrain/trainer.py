@@ -29,24 +29,29 @@ from dltrain.console import EpochProgress, epoch_line
 from dltrain.data import Splits
 from dltrain.errors import ConfigError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.fsutil import fsync_dir
-from dltrain.models import build_model, with_probabilities
+from dltrain.models import build_model, with_outputs
 from dltrain.optim import TableSchedule, build_optimizer, lr_table
-from dltrain.pipeline import ArrayPipeline
+from dltrain.pipeline import Pipeline, make_pipeline
 from dltrain.rundir import METRICS_FILE, MetricsLog, read_metrics
 from dltrain.runtime import Runtime
 from dltrain.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = [
-    "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "cpu_seconds",
-]  # fmt: skip
+def metric_columns(metric: str = "accuracy") -> list[str]:
+    """metrics.csv columns; ``metric`` is accuracy, or mae (original units) for a regression."""
+    return [
+        "epoch", "step", "loss", metric, "val_loss", f"val_{metric}", "learning_rate", "seconds", "cpu_seconds",
+    ]  # fmt: skip
+
+
+METRIC_COLUMNS = metric_columns()
 _SUM = tf.distribute.ReduceOp.SUM
 
 
 @dataclass
 class StepTotals:
-    """Sums over the examples of a pass: mean loss and accuracy are taken from them."""
+    """Sums over the examples of a pass: mean loss and accuracy (or MAE) are taken from them."""
 
     loss_sum: float = 0.0
     correct: float = 0.0
@@ -125,17 +130,23 @@ class Trainer:
         self.runtime = runtime
         self.strategy = runtime.strategy
         self.global_batch = cfg.data.batch_size
+        self.stem = prepare_stem(splits)
+        self._target_std = tf.constant(
+            splits.target_std if splits.target_std is not None else np.ones(1), tf.float32
+        )
         with self.strategy.scope():
             self.model = build_model(
-                cfg.model, input_shape=splits.input_shape, num_classes=splits.num_classes, scale=splits.scale
+                cfg.model,
+                input_shape=splits.input_shape,
+                num_classes=splits.num_outputs,
+                scale=splits.scale,
+                stem=self.stem,
             )
             self.optimizer = build_optimizer(cfg.optimizer, learning_rate, precision=runtime.precision)
             self.optimizer.build(self.model.trainable_variables)
-        self.train_data = ArrayPipeline(splits.x_train, splits.y_train, self.global_batch)
+        self.train_data = make_pipeline(splits, "train", self.global_batch)
         self.val_data = (
-            ArrayPipeline(splits.x_val, splits.y_val, self.global_batch)
-            if splits.x_val is not None and splits.y_val is not None
-            else None
+            make_pipeline(splits, "validation", self.global_batch) if splits.x_val is not None else None
         )
         self._train_chunk = self._make_train_chunk()
         self._eval_chunk = self._make_eval_chunk()
@@ -143,10 +154,25 @@ class Trainer:
     # ------------------------------------------------------------------------------ compiled steps
 
     def _losses(self, x: tf.Tensor, y: tf.Tensor, training: bool) -> tuple[tf.Tensor, ...]:
-        logits = tf.cast(self.model(x, training=training), tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1), y), tf.float32))
+        """Per-example loss, the batch's metric sum (correct predictions, or absolute error in original
+        units) and its example count."""
+        out = tf.cast(self.model(x, training=training), tf.float32)
         count = tf.cast(tf.shape(y)[0], tf.float32)
+        task = self.splits.task
+        if task == "regression":
+            diff = out - y
+            per_example = tf.reduce_mean(tf.square(diff), axis=-1)
+            # MAE in the targets' units: the standardised error times each target's spread.
+            metric = tf.reduce_sum(tf.reduce_mean(tf.abs(diff) * self._target_std, axis=-1))
+            return per_example, metric, count
+        if task == "binary":
+            logit = out[:, 0]
+            labels = tf.cast(y, tf.float32)
+            per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logit)
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(logit > 0, tf.int64), y), tf.float32))
+            return per_example, correct, count
+        per_example = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, axis=-1), y), tf.float32))
         return per_example, correct, count
 
     def _make_train_chunk(self) -> Any:
@@ -188,7 +214,7 @@ class Trainer:
         out = self._train_chunk(iterator, tf.constant(steps, dtype=tf.int32))
         return float(out[0]), float(out[1]), float(out[2])
 
-    def evaluate(self, data: ArrayPipeline) -> StepTotals:
+    def evaluate(self, data: Pipeline) -> StepTotals:
         iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
         out = self._eval_chunk(iterator, tf.constant(data.steps, dtype=tf.int32))
         return StepTotals(float(out[0]), float(out[1]), float(out[2]))
@@ -219,6 +245,14 @@ class Fit:
         self.lr_values = lr_table(cfg.schedule, learning_rate, self.total_steps, steps_per_epoch)
         self.trainer = Trainer(cfg, splits, runtime, TableSchedule(self.lr_values))
         self.monitor = cfg.train.monitor
+        self.metric = splits.metric
+        es = cfg.train.early_stopping
+        for key, monitor in (("train.monitor", self.monitor), ("train.early_stopping.monitor", es and es.monitor)):
+            if monitor and monitor.removeprefix("val_") not in ("loss", self.metric):
+                raise ConfigError(
+                    f"`{key}` is {monitor} but a {splits.task} reports loss and {self.metric}; "
+                    f"set it to val_loss or val_{self.metric}."
+                )
         if self.monitor.startswith("val_") and self.trainer.val_data is None:
             raise ConfigError(
                 f"`train.monitor` is {self.monitor} but there is no validation split; "
@@ -239,7 +273,7 @@ class Fit:
             best_initial=_initial_best(self.monitor),
             es_initial=_initial_best(es.monitor if es else "val_loss"),
         )
-        self.metrics = MetricsLog(run_dir / METRICS_FILE, METRIC_COLUMNS)
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, metric_columns(self.metric))
         self.events = tf.summary.create_file_writer(str(run_dir / "events"))
         self.faults = faults.active()
 
@@ -270,14 +304,14 @@ class Fit:
             "epoch": epoch,
             "step": step,
             "loss": train.loss,
-            "accuracy": train.accuracy,
+            self.metric: train.accuracy,
             "learning_rate": float(self.lr_values[min(max(step - 1, 0), len(self.lr_values) - 1)]),
             "seconds": round(wall, 3),
             "cpu_seconds": round(cpu, 3),
         }
         if val is not None:
             row["val_loss"] = val.loss
-            row["val_accuracy"] = val.accuracy
+            row[f"val_{self.metric}"] = val.accuracy
         return row
 
     def _chunk_size(self, done: int) -> int:
@@ -395,14 +429,26 @@ class Fit:
 
     def _write_events(self, row: dict[str, Any]) -> None:
         with self.events.as_default(step=int(row["epoch"])):
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            for key in ("loss", self.metric, "val_loss", f"val_{self.metric}", "learning_rate"):
                 if key in row:
                     tf.summary.scalar(key, row[key])
 
     def export_best(self) -> Path:
         """Restore the best epoch's weights and write ``model.keras`` atomically."""
         self.state.restore_best()
-        return save_model_atomic(with_probabilities(self.trainer.model), self.run_dir / "model.keras")
+        splits = self.trainer.splits
+        model = with_outputs(self.trainer.model, splits.task, splits.target_mean, splits.target_std)
+        return save_model_atomic(model, self.run_dir / "model.keras")
+
+
+def prepare_stem(splits: Splits) -> dict[str, Any]:
+    """The model's input transforms; text needs its vocabulary adapted on the training texts first."""
+    stem = dict(splits.stem)
+    if "text" in stem and "vocabulary" not in stem["text"]:
+        from dltrain.models.text import adapt_vocabulary
+
+        stem["text"] = {**stem["text"], "vocabulary": adapt_vocabulary(splits.x_train, stem["text"])}
+    return stem
 
 
 def _cpu() -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import json
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,7 @@ BROKEN: dict[str, tuple[str, str, list[str]]] = {
         ["`model.kind`", "'transformer'", "expected one of: cnn, dense, rnn"]),
     "missing `data.kind`": (
         "name: t\ndata: {batch_size: 8}\nmodel: {kind: dense}\n", ":2",
-        ["`data.kind` is missing", "digits, fashion_mnist, idx, mnist, npz"]),
+        ["`data.kind` is missing", "csv, digits, fashion_mnist, idx, image_folder, mnist, npz, text_folder, timeseries_csv"]),
     "missing `data`": (
         "name: t\nmodel: {kind: dense}\n", ":1",
         ["missing required key `data`"]),
@@ -303,7 +305,9 @@ def test_config_schema_is_json_with_the_kinds(tmp_path: Path) -> None:
     schema = json.loads(result.stdout)
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert schema["additionalProperties"] is False and {"name", "data", "model"} <= set(schema["required"])
-    assert _schema_kinds(schema, "data") == {"mnist", "fashion_mnist", "digits", "idx", "npz"}
+    assert _schema_kinds(schema, "data") == {
+        "mnist", "fashion_mnist", "digits", "idx", "npz", "image_folder", "csv", "timeseries_csv", "text_folder"
+    }
     assert _schema_kinds(schema, "model") == {"dense", "cnn", "rnn"}
     assert _schema_kinds(schema, "optimizer") == {"sgd", "adam", "adamw", "rmsprop"}
     assert _schema_kinds(schema, "schedule") == {"constant", "step", "cosine", "one_cycle"}
@@ -318,7 +322,11 @@ def test_schema_kinds_and_config_kinds_match_the_registries() -> None:
     import dltrain.models  # noqa: F401  (imports keras; registers the model builders)
     from dltrain.config import json_schema
     from dltrain.data import DATASETS
+    from dltrain.data.sources import LOADER_MODULES
     from dltrain.models.common import MODELS
+
+    for module in LOADER_MODULES.values():  # the newer kinds register when first used
+        importlib.import_module(module)
     from dltrain.optim import OPTIMIZERS, SCHEDULES
 
     registries: dict[str, Registry[Any]] = {

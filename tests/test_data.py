@@ -270,9 +270,9 @@ def test_npz_problems_are_named(tmp_path: Path) -> None:
         load_splits(NpzData(kind="npz", path=tmp_path / "half.npz"), seed=0)
 
 
-def _npz(path: Path, **arrays: np.ndarray) -> NpzData:
+def _npz(path: Path, task: str = "classification", **arrays: np.ndarray) -> NpzData:
     np.savez(path, **arrays)
-    return NpzData(kind="npz", path=path, validation_split=0.0)
+    return NpzData(kind="npz", path=path, validation_split=0.0, task=task)  # type: ignore[arg-type]
 
 
 def test_a_good_npz_loads(tmp_path: Path) -> None:
@@ -402,3 +402,31 @@ def test_fingerprint_changes_with_one_pixel_or_one_label() -> None:
     assert a.fingerprint("test") == before
     a.y_test[-1] = (a.y_test[-1] + 1) % 10
     assert a.fingerprint("test") not in (before, after_pixel)
+
+
+def test_task_is_inferred_from_the_targets(tmp_path: Path) -> None:
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    two = load_splits(_npz(tmp_path / "b.npz", "auto", x_train=x, y_train=np.arange(10) % 2), seed=0)
+    assert (two.task, two.num_outputs, two.class_names) == ("binary", 1, ["0", "1"])
+    three = load_splits(_npz(tmp_path / "c.npz", "auto", x_train=x, y_train=np.arange(10) % 3), seed=0)
+    assert (three.task, three.num_outputs) == ("classification", 3)
+    real = np.linspace(0.0, 1.0, 10) ** 2
+    reg = load_splits(_npz(tmp_path / "r.npz", "auto", x_train=x, y_train=real), seed=0)
+    assert (reg.task, reg.num_outputs, reg.y_train.shape, reg.class_names) == ("regression", 1, (10, 1), [])
+    np.testing.assert_allclose(reg.target_mean, [real.mean()], rtol=1e-6)
+    # Integer-valued targets are classes unless the config says regression.
+    forced = load_splits(_npz(tmp_path / "f.npz", "regression", x_train=x, y_train=np.arange(10) % 3), seed=0)
+    assert forced.task == "regression" and forced.y_train.dtype == np.float32
+    with pytest.raises(DataError, match=r"train label #1 is 0\.0123.*set data.task: regression"):
+        load_splits(_npz(tmp_path / "g.npz", "classification", x_train=x, y_train=real), seed=0)
+
+
+def test_regression_statistics_come_from_the_training_part_only(tmp_path: Path) -> None:
+    x = np.arange(200, dtype=np.float32).reshape(100, 2)
+    y = np.linspace(-5.0, 5.0, 100) ** 3
+    cfg = NpzData(kind="npz", path=tmp_path / "r.npz", validation_split=0.3)
+    np.savez(cfg.path, x_train=x, y_train=y)
+    splits = load_splits(cfg, seed=3)
+    assert splits.sizes() == {"train": 70, "validation": 30, "test": 0}
+    np.testing.assert_allclose(splits.target_mean, [splits.y_train.mean()], rtol=1e-5)
+    assert abs(float(splits.target_mean[0]) - float(y.mean())) > 1e-3  # the carved part is left out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +15,18 @@ from dltrain.errors import DataError
 SPLITS = ("train", "validation", "test")
 
 
+TASKS = ("classification", "binary", "regression")
+INPUT_KINDS = ("array", "image_files", "text")
+
+
 @dataclass(frozen=True)
 class Splits:
-    """Arrays for each split. ``x`` keeps its stored dtype (uint8 images stay uint8 in memory)."""
+    """Inputs and targets of each split, and what the model and the run need to know about them.
+
+    ``x`` keeps its stored form: uint8 images stay uint8 in memory; ``input_kind`` "image_files" holds file
+    paths (decoded per batch by the input pipeline), "text" holds strings. Targets: class indices (int64,
+    shape (n,)) for classification and binary, float32 of shape (n, outputs) in original units for regression.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -25,17 +36,50 @@ class Splits:
     y_test: np.ndarray | None
     class_names: list[str]
     scale: float = 1.0
-    """Inputs are divided by this in the input pipeline (255 for 8-bit images)."""
+    """Inputs are divided by this in the model's first layer (255 for 8-bit images)."""
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    task: str = "classification"
+    input_kind: str = "array"
+    shape: tuple[int, ...] | None = None
+    """One example's shape when ``x`` does not show it (image files: (height, width, channels))."""
+    stem: dict[str, Any] = field(default_factory=dict)
+    """Input transforms built into the model: normalize {mean, std}, augment {...}, embed {...}, text {...}."""
+    target_names: list[str] = field(default_factory=list)
+    target_mean: np.ndarray | None = None
+    target_std: np.ndarray | None = None
+    """Regression targets are standardised with these (training split only) while training."""
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per split, a naive forecast in original units (the last value), for evaluate to compare against."""
+    baseline_name: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    """JSON-able facts fit records in the run (statistics, vocabularies, image settings)."""
+    manifest: dict[str, list[str]] = field(default_factory=dict)
+    """Per split, which files (or rows) it holds."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        if self.shape is not None:
+            return tuple(self.shape)
         return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's last layer: classes, one sigmoid logit, or regression targets."""
+        if self.task == "regression":
+            return int(self.y_train.shape[1])
+        if self.task == "binary":
+            return 1
+        return self.num_classes
+
+    @property
+    def metric(self) -> str:
+        """The metric reported beside the loss: accuracy, or mean absolute error for regression."""
+        return "mae" if self.task == "regression" else "accuracy"
 
     def get(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The (x, y) arrays of ``split``; a split the dataset does not have raises ``DataError``."""
@@ -51,7 +95,7 @@ class Splits:
             hint = (
                 "set data.validation_split above 0"
                 if split == "validation"
-                else "give the dataset a test split"
+                else "give the dataset a test split (data.test_split, or a test/ folder or file)"
             )
             raise DataError(f"this dataset has no {split} split; {hint}.")
         return x, y
@@ -64,16 +108,36 @@ class Splits:
         }
 
     def fingerprint(self, split: str) -> str:
-        """A short hash of a split's contents, so evaluate can prove it scores the same examples."""
+        """A short hash of a split's contents, so evaluate can prove it scores the same examples.
+
+        Image files count by path, size and modification time (reading 50k images to hash them would cost
+        more than an epoch); arrays and texts by content.
+        """
         x, y = self.get(split)
         digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(x).tobytes())
-        digest.update(np.ascontiguousarray(y).astype(np.int64).tobytes())
+        if self.input_kind == "image_files":
+            for path in x:
+                try:
+                    st = os.stat(str(path))
+                    digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{path}\0missing\n".encode())
+        elif x.dtype.kind in ("U", "S", "O"):
+            for item in x:
+                digest.update(str(item).encode("utf-8", "surrogatepass") + b"\0")
+        else:
+            digest.update(np.ascontiguousarray(x).tobytes())
+        if self.task == "regression":
+            digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+        else:
+            digest.update(np.ascontiguousarray(y).astype(np.int64).tobytes())
         return digest.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
+            "task": self.task,
+            "input_kind": self.input_kind,
             "input_shape": list(self.input_shape),
             "dtype": str(self.x_train.dtype),
             "scale": self.scale,
@@ -81,6 +145,56 @@ class Splits:
             "class_names": self.class_names,
             "sizes": self.sizes(),
         }
+        if self.task == "regression":
+            out["target_names"] = self.target_names
+        return out
+
+    def display_images(self, split: str, index: np.ndarray) -> np.ndarray | None:
+        """Examples ``index`` of ``split`` as float images in [0, 1] for plots; None when not images."""
+        x, _ = self.get(split)
+        if self.input_kind == "image_files":
+            from dltrain.data.images import read_images
+
+            h, w, c = self.input_shape
+            return read_images([str(p) for p in x[index]], (h, w), c).astype(np.float64) / 255.0
+        if self.input_kind == "array" and x.ndim in (3, 4) and self.task != "regression":
+            if x.ndim == 4 and x.shape[-1] not in (1, 3):
+                return None
+            return x[index].astype(np.float64) / self.scale
+        return None
+
+
+def carve_indices(
+    y: np.ndarray, fraction: float, seed: int, what: str, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices to keep and to hold out: ``fraction`` of the examples, stratified by class, drawn with ``seed``.
+
+    ``stratify`` False (regression targets) draws the held-out part uniformly.
+    """
+    n = len(y)
+    rng = np.random.default_rng([seed, 7919])  # a stream of its own, independent of the shuffling
+    n_held = int(round(n * fraction))
+    if stratify:
+        # Shuffle each class, deal the classes out in turn, hold out the first n_held of that order: every
+        # class is represented in proportion even when n_held is smaller than the class count.
+        per_class = []
+        for cls in np.unique(y):
+            idx = np.flatnonzero(y == cls)
+            rng.shuffle(idx)
+            per_class.append(idx)
+        rank = np.concatenate([np.arange(len(idx)) / len(idx) for idx in per_class])
+        order = np.concatenate(per_class)[np.argsort(rank, kind="stable")]
+    else:
+        order = rng.permutation(n)
+    held_idx = np.sort(order[:n_held])
+    if len(held_idx) == 0 or len(held_idx) == n:
+        raise DataError(
+            f"{what}={fraction} of {n} examples leaves an empty split; choose a fraction between "
+            f"{1 / max(n, 1):.3g} and {1 - 1 / max(n, 1):.3g}."
+        )
+    keep = np.ones(n, dtype=bool)
+    keep[held_idx] = False
+    return np.flatnonzero(keep), held_idx
 
 
 def carve(
@@ -93,44 +207,43 @@ def carve(
     """
     if fraction <= 0:
         return x, y, None, None
-    rng = np.random.default_rng([seed, 7919])  # a stream of its own, independent of the shuffling
-    n_held = int(round(len(y) * fraction))
-    # Stratified: shuffle each class, deal the classes out in turn, hold out the first n_held of that
-    # order. Every class is represented in proportion even when n_held is smaller than the class count.
-    per_class = []
-    for cls in np.unique(y):
-        idx = np.flatnonzero(y == cls)
-        rng.shuffle(idx)
-        per_class.append(idx)
-    rank = np.concatenate([np.arange(len(idx)) / len(idx) for idx in per_class])
-    order = np.concatenate(per_class)[np.argsort(rank, kind="stable")]
-    held_idx = np.sort(order[:n_held])
-    if len(held_idx) == 0 or len(held_idx) == len(y):
-        raise DataError(
-            f"{what}={fraction} of {len(y)} examples leaves an empty split; choose a fraction between "
-            f"{1 / max(len(y), 1):.3g} and {1 - 1 / max(len(y), 1):.3g}."
-        )
-    keep = np.ones(len(y), dtype=bool)
-    keep[held_idx] = False
-    return x[keep], y[keep], x[held_idx], y[held_idx]
+    keep, held = carve_indices(y, fraction, seed, what)
+    return x[keep], y[keep], x[held], y[held]
 
 
 def check_pair(
-    x: np.ndarray, y: np.ndarray, split: str, source: str, num_classes: int | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    split: str,
+    source: str,
+    num_classes: int | None = None,
+    task: str = "classification",
 ) -> np.ndarray:
-    """Check one split's arrays and return integer labels; problems are ``DataError`` naming ``source``."""
+    """Check one split's arrays and return its targets: int64 class indices, or float32 (n, k) for regression.
+
+    Problems are ``DataError`` naming ``source``.
+    """
     if len(x) == 0:
         raise DataError(f"{source}: the {split} split is empty.")
     if len(x) != len(y):
         raise DataError(
             f"{source}: the {split} split has {len(x)} inputs but {len(y)} labels; they must match."
         )
-    if x.ndim < 2:
+    numeric = x.dtype.kind not in ("U", "S", "O")
+    if numeric and x.ndim < 2:
         raise DataError(f"{source}: {split} inputs have shape {x.shape}; expected (examples, features...).")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+    if numeric and np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
         raise DataError(f"{source}: {split} input #{bad} contains NaN or inf; clean the data first.")
     y = np.asarray(y)
+    if task == "regression":
+        if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
+            raise DataError(f"{source}: {split} targets have dtype {y.dtype}; regression needs numbers.")
+        y = y.astype(np.float32).reshape(len(y), -1)
+        if not np.all(np.isfinite(y)):
+            bad = int(np.argwhere(~np.isfinite(y))[0][0])
+            raise DataError(f"{source}: {split} target #{bad} is NaN or inf; clean the data first.")
+        return y
     if y.ndim != 1:
         y = y.reshape(len(y), -1)
         if y.shape[1] != 1:
@@ -142,7 +255,8 @@ def check_pair(
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             bad = int(np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0])
             raise DataError(
-                f"{source}: {split} label #{bad} is {float(y[bad])}; labels must be class indices 0, 1, ..."
+                f"{source}: {split} label #{bad} is {float(y[bad])}; labels must be class indices 0, 1, ... "
+                "(for real-valued targets set data.task: regression)."
             )
     elif not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{source}: {split} labels have dtype {y.dtype}; expected integer class indices.")
@@ -153,6 +267,27 @@ def check_pair(
             f"{source}: {split} label #{bad} is {y[bad]}; expected a class index in 0..{(num_classes or 1) - 1}."
         )
     return y
+
+
+def resolve_task(configured: str, raw_task: str | None, y: np.ndarray, source: str) -> str:
+    """The task: the config's choice, else the loader's, else inferred from the training targets.
+
+    Integer-valued targets are classes (two of them: binary); other numbers are a regression.
+    """
+    y = np.asarray(y)
+    numeric = np.issubdtype(y.dtype, np.number)
+    finite = y[np.isfinite(y)] if numeric else y
+    # NaN labels are reported as bad labels by check_pair, not taken as a sign of a regression.
+    integral = numeric and bool(np.all(finite == np.round(finite)))
+    if configured == "regression":
+        if not numeric:
+            raise DataError(f"{source}: data.task is regression but the targets are not numbers.")
+        return "regression"
+    task = configured if configured != "auto" else (raw_task or ("classification" if integral else "regression"))
+    if task == "classification" and configured == "auto" and integral and y.ndim == 1:
+        if len(np.unique(y)) == 2 and set(np.unique(y).tolist()) <= {0, 1}:
+            task = "binary"
+    return task
 
 
 def scale_for(x: np.ndarray) -> float:
@@ -170,32 +305,53 @@ def load_splits(cfg: Any, seed: int) -> Splits:
     Raises:
         DataError: the files are missing or malformed (exit 3), always before any model is built.
     """
-    from dltrain.data.sources import DATASETS
+    import importlib
 
+    from dltrain.data.sources import DATASETS, LOADER_MODULES
+
+    if cfg.kind in LOADER_MODULES:
+        importlib.import_module(LOADER_MODULES[cfg.kind])  # registers the loader
     raw = DATASETS.get(cfg.kind)(cfg)
-    names = raw.class_names
-    y_train = check_pair(raw.x_train, raw.y_train, "train", raw.source, len(names) if names else None)
-    if not names:
-        names = [str(i) for i in range(int(y_train.max()) + 1)]
+    task = resolve_task(getattr(cfg, "task", "auto"), raw.task, raw.y_train, raw.source)
+    names = raw.class_names if task != "regression" else []
+    n_classes = len(names) if names else None
+    if task == "binary" and n_classes not in (None, 2):
+        raise DataError(f"{raw.source}: data.task is binary but the data has {n_classes} classes.")
+    y_train = check_pair(raw.x_train, raw.y_train, "train", raw.source, n_classes, task)
+    if task != "regression" and not names:
+        names = [str(i) for i in range(max(int(y_train.max()) + 1, 2 if task == "binary" else 1))]
     x_train = raw.x_train
     x_val, y_val = raw.x_val, raw.y_val
     notes = list(raw.notes)
+    manifest = dict(raw.manifest)
     if x_val is None or y_val is None:
-        x_train, y_train, x_val, y_val = carve(
-            x_train, y_train, cfg.validation_split, seed, "data.validation_split"
-        )
-        if y_val is not None:
+        if cfg.validation_split > 0:
+            keep, held = carve_indices(
+                y_train, cfg.validation_split, seed, "data.validation_split", stratify=task != "regression"
+            )
+            x_train, x_val, y_train, y_val = x_train[keep], x_train[held], y_train[keep], y_train[held]
+            if "train" in manifest:
+                items = manifest["train"]
+                manifest["train"], manifest["validation"] = [items[i] for i in keep], [items[i] for i in held]
             notes.append(f"validation: {len(y_val)} examples carved from train with seed {seed}")
     else:
-        y_val = check_pair(x_val, y_val, "validation", raw.source, len(names))
+        y_val = check_pair(x_val, y_val, "validation", raw.source, len(names) or None, task)
     x_test, y_test = raw.x_test, raw.y_test
     if x_test is not None and y_test is not None:
-        y_test = check_pair(x_test, y_test, "test", raw.source, len(names))
+        y_test = check_pair(x_test, y_test, "test", raw.source, len(names) or None, task)
     for split, xs in (("validation", x_val), ("test", x_test)):
-        if xs is not None and xs.shape[1:] != x_train.shape[1:]:
+        if xs is not None and raw.input_shape is None and xs.shape[1:] != x_train.shape[1:]:
             raise DataError(
                 f"{raw.source}: {split} inputs have shape {xs.shape[1:]} but train inputs {x_train.shape[1:]}."
             )
+    numeric = x_train.dtype.kind not in ("U", "S", "O")
+    target_mean, target_std = raw.target_mean, raw.target_std
+    if task == "regression" and target_mean is None:
+        # Targets are standardised for training with the training split's statistics only.
+        target_mean = y_train.mean(axis=0).astype(np.float32)
+        target_std = y_train.std(axis=0).astype(np.float32)
+    if target_std is not None:
+        target_std = np.where(target_std > 0, target_std, 1.0).astype(np.float32)
     return Splits(
         x_train=x_train,
         y_train=y_train,
@@ -204,7 +360,68 @@ def load_splits(cfg: Any, seed: int) -> Splits:
         x_test=x_test,
         y_test=y_test,
         class_names=names,
-        scale=raw.scale if raw.scale else scale_for(x_train),
+        scale=raw.scale if raw.scale else (scale_for(x_train) if numeric else 1.0),
         source=raw.source,
         notes=notes,
+        task=task,
+        input_kind=raw.input_kind,
+        shape=raw.input_shape,
+        stem=raw.stem,
+        target_names=raw.target_names or (
+            [f"y{i}" for i in range(y_train.shape[1])] if task == "regression" else []
+        ),
+        target_mean=target_mean,
+        target_std=target_std,
+        baselines=raw.baselines,
+        baseline_name=raw.baseline_name,
+        state=raw.state,
+        manifest=manifest,
     )
+
+
+def write_data_files(run_dir: Path, splits: Splits, stem: dict[str, Any] | None = None) -> None:
+    """``run_dir/data/``: the split manifest (which file or row went where), the transforms' statistics and
+    state computed on the training split (standardisation, categories, vocabulary), so a later evaluate or
+    predict applies exactly what fit learned."""
+    import csv
+    import io
+    import json
+
+    from dltrain.fsutil import atomic_write_text
+
+    out = run_dir / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = dict(stem if stem is not None else splits.stem)
+    vocabulary = stem.get("text", {}).get("vocabulary")
+    if vocabulary is not None:
+        atomic_write_text(out / "vocabulary.txt", "".join(f"{token}\n" for token in vocabulary))
+        stem["text"] = {k: v for k, v in stem["text"].items() if k != "vocabulary"}
+        stem["text"]["vocabulary_file"] = "data/vocabulary.txt"
+    state: dict[str, Any] = {"task": splits.task, "class_names": splits.class_names, "stem": stem}
+    if splits.task == "regression":
+        state["targets"] = {
+            "names": splits.target_names,
+            "mean": np.asarray(splits.target_mean).tolist(),
+            "std": np.asarray(splits.target_std).tolist(),
+            "computed_on": "train",
+        }
+    state.update(splits.state)
+    atomic_write_text(out / "state.json", json.dumps(state, indent=2, default=_jsonable) + "\n")
+    if splits.manifest:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["split", "item"])
+        for split in SPLITS:
+            for item in splits.manifest.get(split, []):
+                writer.writerow([split, item])
+        atomic_write_text(out / "manifest.csv", buf.getvalue())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -33,6 +33,10 @@ OFFLINE_HINT = "or try an offline config such as configs/digits_cnn.yaml"
 
 @dataclass
 class RawData:
+    """What a loader returns. Loaders that carve their own validation split (chronological series, tables
+    whose statistics must come from the training rows only) return ``x_val``; otherwise ``load_splits`` carves
+    it with the seed. The fields after ``notes`` are for the newer kinds; see ``dltrain.data.base.Splits``."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray | None = None
@@ -43,9 +47,27 @@ class RawData:
     scale: float = 0.0
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    task: str | None = None
+    input_kind: str = "array"
+    input_shape: tuple[int, ...] | None = None
+    stem: dict[str, Any] = field(default_factory=dict)
+    target_names: list[str] = field(default_factory=list)
+    target_mean: np.ndarray | None = None
+    target_std: np.ndarray | None = None
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    baseline_name: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, list[str]] = field(default_factory=dict)
 
 
 DATASETS: Registry[Callable[[Any], RawData]] = Registry("dataset")
+# Kinds whose loader lives in a module of its own, imported only when a config uses it.
+LOADER_MODULES = {
+    "image_folder": "dltrain.data.images",
+    "csv": "dltrain.data.tabular",
+    "timeseries_csv": "dltrain.data.timeseries",
+    "text_folder": "dltrain.data.text",
+}
 
 # ------------------------------------------------------------------------------------------ file IO
 

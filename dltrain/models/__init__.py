@@ -1,31 +1,70 @@
-"""Model builders, one per ``model.kind``. Each returns a Keras model whose output is logits."""
+"""Model builders, one per ``model.kind``. Each returns a Keras model whose output is logits (or, for a
+regression, standardised values); ``with_outputs`` adds what ``model.keras`` gives users."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import keras
+import numpy as np
 
 from dltrain.models import cnn, dense, rnn  # noqa: F401  (registers the builders)
 from dltrain.models.common import MODELS
 
 
-def build_model(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
+def build_model(
+    cfg: Any,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    scale: float,
+    stem: dict[str, Any] | None = None,
+) -> keras.Model:
     """Build the model named by ``cfg.kind``.
 
     Args:
         cfg: the ``model`` section of the config.
         input_shape: shape of one example as stored (derived from the data, never from the config).
-        num_classes: number of output classes.
+        num_classes: width of the last layer (classes, 1 for binary, targets for regression).
         scale: stored inputs are divided by this inside the model, so ``model.keras`` takes raw inputs.
+        stem: further input transforms the data asks for (``Splits.stem``).
     """
-    return MODELS.get(cfg.kind)(cfg, input_shape=input_shape, num_classes=num_classes, scale=scale)
+    return MODELS.get(cfg.kind)(
+        cfg, input_shape=input_shape, num_classes=num_classes, scale=scale, stem=stem
+    )
 
 
-def with_probabilities(model: keras.Model) -> keras.Model:
-    """The same layers with a softmax on top: what ``model.keras`` holds for users and for evaluate."""
-    probs = keras.layers.Softmax(name="probabilities", dtype="float32")(model.outputs[0])
+def with_outputs(
+    model: keras.Model,
+    task: str = "classification",
+    target_mean: np.ndarray | None = None,
+    target_std: np.ndarray | None = None,
+) -> keras.Model:
+    """What ``model.keras`` holds for users and for evaluate: class probabilities (softmax; for binary, the
+    two probabilities [1 - p, p]) or regression values in the targets' original units."""
+    out = model.outputs[0]
+    if task == "regression":
+        if target_mean is not None and target_std is not None:
+            out = keras.layers.Rescaling(
+                np.asarray(target_std, np.float32),
+                offset=np.asarray(target_mean, np.float32),
+                name="original_units",
+                dtype="float32",
+            )(out)
+        return keras.Model(model.inputs[0], out, name=model.name)
+    if task == "binary":
+        p = keras.layers.Activation("sigmoid", dtype="float32")(out)
+        probs = keras.layers.Concatenate(name="probabilities", dtype="float32")(
+            [keras.layers.Rescaling(-1.0, offset=1.0, dtype="float32")(p), p]
+        )
+        return keras.Model(model.inputs[0], probs, name=model.name)
+    probs = keras.layers.Softmax(name="probabilities", dtype="float32")(out)
     return keras.Model(model.inputs[0], probs, name=model.name)
 
 
-__all__ = ["MODELS", "build_model", "with_probabilities"]
+def with_probabilities(model: keras.Model) -> keras.Model:
+    """The same layers with a softmax on top (classification)."""
+    return with_outputs(model, "classification")
+
+
+__all__ = ["MODELS", "build_model", "with_outputs", "with_probabilities"]

@@ -34,9 +34,11 @@ def check_input_shape(input_shape: tuple[int, ...]) -> None:
 
 
 @MODELS.register("cnn")
-def build_cnn(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
+def build_cnn(
+    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+) -> keras.Model:
     check_input_shape(input_shape)
-    inputs, x = input_stem(input_shape, scale)
+    inputs, x = input_stem(input_shape, scale, stem)
     if len(input_shape) == 2:
         x = keras.layers.Reshape((*input_shape, 1))(x)
     for filters in cfg.filters:

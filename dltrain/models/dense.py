@@ -10,9 +10,11 @@ from dltrain.models.common import MODELS, head, input_stem, model_name
 
 
 @MODELS.register("dense")
-def build_dense(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
-    inputs, x = input_stem(input_shape, scale)
-    if len(input_shape) > 1:
+def build_dense(
+    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+) -> keras.Model:
+    inputs, x = input_stem(input_shape, scale, stem)
+    if len(x.shape) > 2:
         x = keras.layers.Flatten()(x)
     logits = head(
         x, cfg.units, num_classes, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm

@@ -12,11 +12,13 @@ _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.la
 
 
 @MODELS.register("rnn")
-def build_rnn(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float) -> keras.Model:
-    inputs, x = input_stem(input_shape, scale)
-    if len(input_shape) == 1:  # a plain sequence of numbers: one feature per step
-        x = keras.layers.Reshape((input_shape[0], 1))(x)
-    elif len(input_shape) > 2:  # an image with channels: each row is a step of width * channels features
+def build_rnn(
+    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+) -> keras.Model:
+    inputs, x = input_stem(input_shape, scale, stem)
+    if len(x.shape) == 2:  # a plain sequence of numbers: one feature per step
+        x = keras.layers.Reshape((x.shape[1], 1))(x)
+    elif len(x.shape) > 3:  # an image with channels: each row is a step of width * channels features
         x = keras.layers.Reshape((input_shape[0], -1))(x)
     layer_cls = _CELLS[cfg.cell]
     for i, units in enumerate(cfg.units):
