@@ -122,7 +122,8 @@ class ImageFolderData(_DataBase):
         False, description="Decode every image once and keep the pixels in memory (small folders only)."
     )
     bad_images: Literal["error", "skip"] = Field(
-        "error", description="A file that cannot be decoded: stop (exit 3, naming it) or skip it with a count."
+        "error",
+        description="A file that cannot be decoded: stop (exit 3, naming it) or skip it with a count.",
     )
     augment: Augment = Field(default_factory=Augment)
 

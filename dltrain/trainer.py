@@ -38,6 +38,7 @@ from dltrain.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
+
 def metric_columns(metric: str = "accuracy") -> list[str]:
     """metrics.csv columns; ``metric`` is accuracy, or mae (original units) for a regression."""
     return [
@@ -247,7 +248,10 @@ class Fit:
         self.monitor = cfg.train.monitor
         self.metric = splits.metric
         es = cfg.train.early_stopping
-        for key, monitor in (("train.monitor", self.monitor), ("train.early_stopping.monitor", es and es.monitor)):
+        for key, monitor in (
+            ("train.monitor", self.monitor),
+            ("train.early_stopping.monitor", es and es.monitor),
+        ):
             if monitor and monitor.removeprefix("val_") not in ("loss", self.metric):
                 raise ConfigError(
                     f"`{key}` is {monitor} but a {splits.task} reports loss and {self.metric}; "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-
 import json
 from pathlib import Path
 from typing import Any
@@ -306,7 +305,15 @@ def test_config_schema_is_json_with_the_kinds(tmp_path: Path) -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert schema["additionalProperties"] is False and {"name", "data", "model"} <= set(schema["required"])
     assert _schema_kinds(schema, "data") == {
-        "mnist", "fashion_mnist", "digits", "idx", "npz", "image_folder", "csv", "timeseries_csv", "text_folder"
+        "mnist",
+        "fashion_mnist",
+        "digits",
+        "idx",
+        "npz",
+        "image_folder",
+        "csv",
+        "timeseries_csv",
+        "text_folder",
     }
     assert _schema_kinds(schema, "model") == {"dense", "cnn", "rnn"}
     assert _schema_kinds(schema, "optimizer") == {"sgd", "adam", "adamw", "rmsprop"}

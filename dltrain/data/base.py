@@ -283,7 +283,9 @@ def resolve_task(configured: str, raw_task: str | None, y: np.ndarray, source: s
         if not numeric:
             raise DataError(f"{source}: data.task is regression but the targets are not numbers.")
         return "regression"
-    task = configured if configured != "auto" else (raw_task or ("classification" if integral else "regression"))
+    task = (
+        configured if configured != "auto" else (raw_task or ("classification" if integral else "regression"))
+    )
     if task == "classification" and configured == "auto" and integral and y.ndim == 1:
         if len(np.unique(y)) == 2 and set(np.unique(y).tolist()) <= {0, 1}:
             task = "binary"
@@ -367,9 +369,8 @@ def load_splits(cfg: Any, seed: int) -> Splits:
         input_kind=raw.input_kind,
         shape=raw.input_shape,
         stem=raw.stem,
-        target_names=raw.target_names or (
-            [f"y{i}" for i in range(y_train.shape[1])] if task == "regression" else []
-        ),
+        target_names=raw.target_names
+        or ([f"y{i}" for i in range(y_train.shape[1])] if task == "regression" else []),
         target_mean=target_mean,
         target_std=target_std,
         baselines=raw.baselines,

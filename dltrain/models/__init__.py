@@ -29,9 +29,7 @@ def build_model(
         scale: stored inputs are divided by this inside the model, so ``model.keras`` takes raw inputs.
         stem: further input transforms the data asks for (``Splits.stem``).
     """
-    return MODELS.get(cfg.kind)(
-        cfg, input_shape=input_shape, num_classes=num_classes, scale=scale, stem=stem
-    )
+    return MODELS.get(cfg.kind)(cfg, input_shape=input_shape, num_classes=num_classes, scale=scale, stem=stem)
 
 
 def with_outputs(
