@@ -19,7 +19,7 @@ from rich.table import Table
 
 from dltrain import metrics, plots
 from dltrain.config import Config
-from dltrain.data import load_splits
+from dltrain.data import Splits, load_splits
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text
 from dltrain.rundir import read_run_config, read_run_json
@@ -80,38 +80,93 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
             f"the {split} split of {splits.source} is not the one this run was trained against (fingerprint "
             f"{splits.fingerprint(split)} != {recorded}); restore the original data or retrain."
         )
+    _check_class_names(run_dir, splits)
     runtime = _local_runtime(cfg)
     with runtime.strategy.scope():  # predict is distributed over the same devices as training
         model = _load_model(run_dir / "model.keras", str(record.get("status")))
-    want_shape = tuple(model.inputs[0].shape[1:])
-    if want_shape != x.shape[1:]:
-        raise DataError(
-            f"the model takes inputs of shape {want_shape} but the {split} data has {x.shape[1:]}."
-        )
-    n_out = int(model.outputs[0].shape[-1])
-    if n_out != splits.num_classes:
-        raise DataError(f"the model predicts {n_out} classes but the data has {splits.num_classes}.")
+    _check_fits(model, splits, split)
     # A batch that divides over the replicas, as in fit; the last one may be short.
     batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
-    probs = np.asarray(
-        model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0), dtype=np.float64
-    )
+    from dltrain.pipeline import make_pipeline
+
+    data = make_pipeline(splits, split, batch_size).evaluation()  # image folders stream from disk here too
+    outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
+    out_dir = run_dir / "eval" / split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = {
+        "split": split,
+        "examples": int(len(y)),
+        "task": splits.task,
+        "strategy": runtime.strategy_name,
+        "replicas": runtime.replicas,
+    }
+    if splits.task == "regression":
+        return _regression_report(run_dir, splits, split, y, outputs, out_dir, common, top_k)
+    return _classification_report(run_dir, splits, split, x, y, outputs, out_dir, common, top_k)
+
+
+def _check_class_names(run_dir: Path, splits: Splits) -> None:
+    """The classes fit recorded (data/state.json) are the ones the model's outputs stand for."""
+    import json
+
+    state_file = run_dir / "data" / "state.json"
+    if not state_file.is_file():
+        return  # runs from before data/state.json existed
+    try:
+        recorded = json.loads(state_file.read_text()).get("class_names")
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{state_file}: unreadable ({exc}).") from None
+    if recorded is not None and list(recorded) != list(splits.class_names):
+        raise DataError(
+            f"the classes in the data ({', '.join(splits.class_names)}) are not the ones this run was trained "
+            f"on ({', '.join(recorded)}, {state_file}); restore the original data or retrain."
+        )
+
+
+def _check_fits(model: Any, splits: Splits, split: str) -> None:
+    want_shape = tuple(model.inputs[0].shape[1:])
+    if want_shape != splits.input_shape:
+        raise DataError(
+            f"the model takes inputs of shape {want_shape} but the {split} data has {splits.input_shape}."
+        )
+    n_out = int(model.outputs[0].shape[-1])
+    if splits.task == "regression":
+        if n_out != splits.num_outputs:
+            raise DataError(
+                f"the model predicts {n_out} values but the data has {splits.num_outputs} targets."
+            )
+    elif n_out != splits.num_classes:
+        raise DataError(f"the model predicts {n_out} classes but the data has {splits.num_classes}.")
+
+
+def _item(splits: Splits, split: str, index: int) -> str:
+    """What example ``index`` of ``split`` is, for a person: its file or row when the manifest knows it."""
+    items = splits.manifest.get(split)
+    return items[index] if items is not None and index < len(items) else f"#{index}"
+
+
+def _classification_report(
+    run_dir: Path,
+    splits: Splits,
+    split: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    common: dict[str, Any],
+    top_k: int,
+) -> EvalReport:
     pred = probs.argmax(axis=1)
     losses = metrics.cross_entropy(probs, y)
     cm = metrics.confusion_matrix(y, pred, splits.num_classes)
     summary = {
-        "split": split,
-        "examples": int(len(y)),
-        "strategy": runtime.strategy_name,
-        "replicas": runtime.replicas,
+        **common,
         "loss": float(losses.mean()),
         **metrics.summary(cm),
         "source": splits.source,
         "fingerprint": splits.fingerprint(split),
     }
     per_class = metrics.per_class_report(cm, splits.class_names)
-    out_dir = run_dir / "eval" / split
-    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "metrics.json", summary)
     _write_csv(out_dir / "per_class.csv", ["class", "precision", "recall", "f1", "support"], per_class)
     cm_rows = [
@@ -124,6 +179,7 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     top: list[dict[str, Any]] = [
         {
             "index": int(i),
+            "item": _item(splits, split, int(i)),
             "true": splits.class_names[int(y[i])],
             "predicted": splits.class_names[int(pred[i])],
             "loss": float(losses[i]),
@@ -134,11 +190,11 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     ]
     _write_csv(
         out_dir / "top_losses.csv",
-        ["index", "true", "predicted", "loss", "probability", "true_probability"],
+        ["index", "item", "true", "predicted", "loss", "probability", "true_probability"],
         top,
     )
-    if len(top_idx) and x.ndim in (3, 4):
-        images = x[top_idx].astype(np.float64) / splits.scale
+    images = splits.display_images(split, top_idx) if len(top_idx) else None
+    if images is not None:
         plots.plot_top_losses(
             images,
             [t["true"] for t in top],
@@ -148,6 +204,61 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
             out_dir / "top_losses.png",
         )
     return EvalReport(run_dir, split, summary, per_class, out_dir, top)
+
+
+def _regression_report(
+    run_dir: Path,
+    splits: Splits,
+    split: str,
+    y: np.ndarray,
+    pred: np.ndarray,
+    out_dir: Path,
+    common: dict[str, Any],
+    top_k: int,
+) -> EvalReport:
+    pred = pred.reshape(y.shape)
+    summary: dict[str, Any] = {
+        **common,
+        "loss": float(np.mean(np.square((pred - y) / splits.target_std))),  # MSE as trained: standardised
+        **metrics.regression_summary(y, pred),
+        "source": splits.source,
+        "fingerprint": splits.fingerprint(split),
+    }
+    baseline = splits.baselines.get(split)
+    if baseline is not None:
+        naive = metrics.regression_summary(y, np.asarray(baseline).reshape(y.shape))
+        summary["baseline"] = {"name": splits.baseline_name or "naive", **naive}
+        # Skill > 0: better than the naive forecast (1 - MAE / naive MAE), the forecasting convention.
+        summary["mae_skill"] = 1.0 - summary["mae"] / naive["mae"] if naive["mae"] > 0 else float("nan")
+    per_target = metrics.per_target_report(y, pred, splits.target_names)
+    atomic_write_json(out_dir / "metrics.json", summary)
+    _write_csv(out_dir / "per_target.csv", ["target", "mae", "rmse", "r2"], per_target)
+    abs_err = np.abs(pred - y).reshape(len(y), -1).mean(axis=1)
+    rows = [
+        {
+            "index": i,
+            "item": _item(splits, split, i),
+            "true": float(y[i].reshape(-1)[0]),
+            "predicted": float(pred[i].reshape(-1)[0]),
+            **({"naive": float(np.asarray(baseline)[i].reshape(-1)[0])} if baseline is not None else {}),
+            "abs_error": float(abs_err[i]),
+        }
+        for i in range(len(y))
+    ]
+    columns = [
+        "index",
+        "item",
+        "true",
+        "predicted",
+        *(["naive"] if baseline is not None else []),
+        "abs_error",
+    ]
+    _write_csv(out_dir / "predictions.csv", columns, rows)
+    top_idx = np.argsort(-abs_err, kind="stable")[:top_k] if top_k else np.array([], dtype=np.int64)
+    top = [rows[int(i)] for i in top_idx]
+    _write_csv(out_dir / "top_errors.csv", columns, top)
+    plots.plot_predictions(y, pred, out_dir / "predictions.png", baseline=baseline, title=split)
+    return EvalReport(run_dir, split, summary, per_target, out_dir, top)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -161,6 +272,9 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 
 def print_report(report: EvalReport, console: Console) -> None:
     s = report.summary
+    if s.get("task") == "regression":
+        _print_regression(report, console)
+        return
     console.print(
         f"{report.run_dir} on {report.split} ({s['examples']} examples): "
         f"accuracy {s['accuracy']:.4f}  loss {s['loss']:.4f}  macro F1 {s['macro_f1']:.4f}",
@@ -183,4 +297,34 @@ def print_report(report: EvalReport, console: Console) -> None:
     if mistakes:
         worst = ", ".join(f"#{t['index']} {t['true']} taken for {t['predicted']}" for t in mistakes[:5])
         console.print(f"worst mistakes: {worst}", highlight=False, soft_wrap=True)
+    console.print(f"files: {report.out_dir}", highlight=False, soft_wrap=True)
+
+
+def _print_regression(report: EvalReport, console: Console) -> None:
+    s = report.summary
+    console.print(
+        f"{report.run_dir} on {report.split} ({s['examples']} examples): "
+        f"MAE {s['mae']:.4g}  RMSE {s['rmse']:.4g}  R² {s['r2']:.3f}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    base = s.get("baseline")
+    if base:
+        verdict = "better than" if s["mae"] < base["mae"] else "NOT better than"
+        console.print(
+            f"naive forecast ({base['name']}): MAE {base['mae']:.4g}  RMSE {base['rmse']:.4g}; the model is "
+            f"{verdict} it (MAE skill {s['mae_skill']:+.3f})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(report.per_class) > 1:
+        table = Table(title=f"per target ({report.split})")
+        for col in ("target", "mae", "rmse", "r2"):
+            table.add_column(col, justify="left" if col == "target" else "right")
+        for row in report.per_class:
+            table.add_row(str(row["target"]), f"{row['mae']:.4g}", f"{row['rmse']:.4g}", f"{row['r2']:.3f}")
+        console.print(table)
+    if report.top:
+        worst = ", ".join(f"{t['item']} (|error| {t['abs_error']:.3g})" for t in report.top[:5])
+        console.print(f"largest errors: {worst}", highlight=False, soft_wrap=True)
     console.print(f"files: {report.out_dir}", highlight=False, soft_wrap=True)

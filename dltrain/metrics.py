@@ -185,3 +185,35 @@ def top_losses(per_example_loss: ArrayLike, k: int) -> NDArray[np.int64]:
     key = np.where(np.isnan(losses), np.inf, losses)
     # Sorting the negated key ascending with a stable sort gives descending losses with ties in input order.
     return np.argsort(-key, kind="stable")[:k].astype(np.int64)
+
+
+def regression_summary(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """MAE, RMSE and R² over every target value (arrays of the same shape, original units).
+
+    R² is 1 - SSE / SST per target, averaged over targets (0 for a constant target).
+    """
+    true = np.asarray(y_true, dtype=np.float64)
+    pred = np.asarray(y_pred, dtype=np.float64)
+    if true.shape != pred.shape:
+        raise ValueError(
+            f"y_true and y_pred must have the same shape. Received {true.shape} and {pred.shape}."
+        )
+    true2 = true.reshape(len(true), -1)
+    err = pred.reshape(len(pred), -1) - true2
+    sst = np.square(true2 - true2.mean(axis=0)).sum(axis=0)
+    r2 = 1.0 - _safe_divide(np.square(err).sum(axis=0), sst)
+    r2 = np.where(sst > 0, r2, 0.0)
+    return {
+        "mae": float(np.abs(err).mean()) if err.size else float("nan"),
+        "rmse": float(np.sqrt(np.square(err).mean())) if err.size else float("nan"),
+        "r2": float(r2.mean()) if r2.size else float("nan"),
+    }
+
+
+def per_target_report(y_true: ArrayLike, y_pred: ArrayLike, names: Sequence[str]) -> list[dict[str, Any]]:
+    """MAE / RMSE / R² for each target column (a forecast horizon has one per step ahead)."""
+    true = np.asarray(y_true, dtype=np.float64).reshape(len(np.asarray(y_true)), -1)
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(true.shape)
+    if len(names) != true.shape[1]:
+        raise ValueError(f"names has {len(names)} entries for {true.shape[1]} targets.")
+    return [{"target": name, **regression_summary(true[:, j], pred[:, j])} for j, name in enumerate(names)]

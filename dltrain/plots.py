@@ -251,3 +251,37 @@ def plot_top_losses(
     if n == 0:
         axes[0].text(0.5, 0.5, "no examples", ha="center", va="center")
     _save(fig, path)
+
+
+def plot_predictions(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    path: str | os.PathLike[str],
+    baseline: ArrayLike | None = None,
+    title: str = "",
+) -> None:
+    """Regression: predicted against true (first target) and, in order, both series over the examples
+    (a forecast's test period), with the naive baseline when there is one."""
+    true = np.asarray(y_true, dtype=np.float64).reshape(len(np.asarray(y_true)), -1)[:, 0]
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(len(true), -1)[:, 0]
+    fig = _figure(figsize=(11, 4), layout="tight")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
+    left.scatter(true, pred, s=6, alpha=0.5)
+    finite = np.concatenate([true[np.isfinite(true)], pred[np.isfinite(pred)]])
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        left.plot([lo, hi], [lo, hi], "k--", linewidth=1)
+    left.set_xlabel("true")
+    left.set_ylabel("predicted")
+    left.set_title(title or "predicted vs true")
+    left.grid(True, alpha=0.3)
+    steps = np.arange(len(true))
+    right.plot(steps, true, label="true", linewidth=1)
+    right.plot(steps, pred, label="predicted", linewidth=1)
+    if baseline is not None:
+        base = np.asarray(baseline, dtype=np.float64).reshape(len(true), -1)[:, 0]
+        right.plot(steps, base, ":", label="naive", linewidth=1)
+    right.set_xlabel("example (in split order)")
+    right.grid(True, alpha=0.3)
+    right.legend(loc="best")
+    _save(fig, path)
