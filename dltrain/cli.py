@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show a resolved config or the config's JSON Schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Look at a config's data before training.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -226,6 +228,31 @@ def evaluate(
 
     report = evaluation.evaluate_run(run, split, top_k=top_k)
     evaluation.print_report(report, stdout)
+
+
+@data_app.command("inspect")
+@handle_errors
+def data_inspect(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    fail_on_duplicates: Annotated[
+        bool, typer.Option("--fail-on-duplicates", help="Exit 3 when an example is in two splits.")
+    ] = False,
+) -> None:
+    """Examples per class per split, value ranges, sample images, and examples found in two splits."""
+    cfg = _load(config, set_)
+    splits = _load_data(cfg)
+    from dltrain.errors import DataError
+    from dltrain.inspect import inspect_data, print_inspect
+
+    report = inspect_data(cfg, splits, runs_dir)
+    print_inspect(report, _out)
+    if fail_on_duplicates and report.duplicates:
+        raise DataError(
+            f"{len(report.duplicates)} example(s) appear in more than one split; see "
+            f"{report.run_dir / 'duplicates.csv'}. Remove them so held-out scores stay honest."
+        )
 
 
 @config_app.command("show")

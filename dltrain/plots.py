@@ -285,3 +285,37 @@ def plot_predictions(
     right.grid(True, alpha=0.3)
     right.legend(loc="best")
     _save(fig, path)
+
+
+def plot_samples_per_class(
+    images: ArrayLike,
+    labels: ArrayLike,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    per_class: int = 8,
+) -> None:
+    """A grid with one row per class and up to ``per_class`` of its images (the first look at the data).
+
+    Args:
+        images: (N, H, W) or (N, H, W, 1|3) floats in [0, 1].
+        labels: N class indices.
+    """
+    pixels = np.clip(np.nan_to_num(np.asarray(images, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    y = np.asarray(labels).astype(np.int64).ravel()
+    rows = max(len(class_names), 1)
+    fig = _figure(figsize=(1.3 * per_class + 1.5, 1.4 * rows + 0.4), layout="tight")
+    axes = fig.subplots(rows, per_class, squeeze=False)
+    for r, name in enumerate(class_names):
+        chosen = np.flatnonzero(y == r)[:per_class]
+        for c in range(per_class):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c < len(chosen):
+                img = pixels[chosen[c]]
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
+        axes[r, 0].text(
+            -0.1, 0.5, str(name), transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9
+        )
+    _save(fig, path)
