@@ -381,8 +381,15 @@ class RuntimeConfig(_Strict):
 class LrFindConfig(_Strict):
     start_lr: Annotated[float, Field(gt=0.0)] = 1e-7
     end_lr: Annotated[float, Field(gt=0.0)] = 10.0
-    num_steps: Annotated[int, Field(ge=10)] = 100
-    beta: Fraction = 0.98
+    num_steps: Annotated[int, Field(ge=10)] | Literal["auto"] = Field(
+        "auto",
+        description="Steps in the sweep; auto: 15% of an epoch, at least 60 and at most 100 (fast.ai's 100).",
+    )
+    beta: Fraction = Field(
+        0.98,
+        description="Loss smoothing (EMA) for a 100-step sweep; other lengths scale it to smooth over the same "
+        "share of the sweep.",
+    )
     diverge_factor: Annotated[float, Field(gt=1.0)] = 4.0
     rule: Literal["valley", "steep", "minimum"] = "valley"
 

@@ -34,6 +34,8 @@ class LrFindResult:
     suggestion: lr_range.Suggestion
     stopped_early: bool
     steps_per_epoch: int
+    planned_steps: int = 0
+    beta: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.suggestion.as_dict())
@@ -43,6 +45,8 @@ class LrFindResult:
                 "stopped_on_divergence": self.stopped_early,
                 "lr_range": [float(self.lrs[0]), float(self.lrs[-1])] if len(self.lrs) else [],
                 "steps_per_epoch": self.steps_per_epoch,
+                "planned_steps": self.planned_steps,
+                "smoothing_beta": self.beta,
             }
         )
         return out
@@ -57,8 +61,9 @@ def run_lr_find(cfg: Config, splits: Splits, runtime: Runtime) -> LrFindResult:
     opts = cfg.lr_find
     keras.utils.set_random_seed(cfg.seed)
     trainer = Trainer(cfg, splits, runtime, opts.start_lr)
-    lrs_planned = lr_range.exponential_lrs(opts.start_lr, opts.end_lr, opts.num_steps)
-    smoother = lr_range.LossSmoother(opts.beta)
+    num_steps = lr_range.sweep_steps(opts.num_steps, trainer.train_data.steps)
+    lrs_planned = lr_range.exponential_lrs(opts.start_lr, opts.end_lr, num_steps)
+    smoother = lr_range.LossSmoother(lr_range.scaled_beta(opts.beta, num_steps))
     tracker = lr_range.DivergenceTracker(opts.diverge_factor)
     lrs: list[float] = []
     losses: list[float] = []
@@ -84,7 +89,9 @@ def run_lr_find(cfg: Config, splits: Splits, runtime: Runtime) -> LrFindResult:
             break
     lr_arr, loss_arr, smooth_arr = np.array(lrs), np.array(losses), np.array(smoothed)
     suggestion = lr_range.suggest(lr_arr, smooth_arr, opts.rule, raw_losses=loss_arr)
-    return LrFindResult(lr_arr, loss_arr, smooth_arr, suggestion, stopped, steps_per_epoch)
+    return LrFindResult(
+        lr_arr, loss_arr, smooth_arr, suggestion, stopped, steps_per_epoch, num_steps, smoother.beta
+    )
 
 
 def write_lr_find(result: LrFindResult, out_dir: Path) -> None:

@@ -183,11 +183,12 @@ def valley(lrs: ArrayLike, losses: ArrayLike) -> int | None:
     start = int(first[end])
     # A long flat lead-in (the learning rate still too small to matter) counts as "decreasing" through
     # noise and drags the pick toward uselessly small rates on short sweeps; the valley starts where the
-    # loss has really begun to fall: the first point below the top by a tenth of the valley's depth.
+    # loss has really begun to fall: after the last point still within a tenth of the valley's depth of
+    # the top (the last, not the first: a noise dip at the very start must not count as the descent).
     depth = y[start] - y[end]
-    fallen = np.flatnonzero(y[start : end + 1] <= y[start] - 0.1 * depth)
-    if fallen.size:
-        start += int(fallen[0])
+    high = np.flatnonzero(y[start : end + 1] > y[start] - 0.1 * depth)
+    if high.size and start + int(high[-1]) + 1 < end:
+        start += int(high[-1]) + 1
     span = end - start
     return start + int(span / 3) + int(span / 6)
 
@@ -397,3 +398,27 @@ def suggest(
         if warning is not None:
             warnings.append(warning)
     return Suggestion(rule, lr, int(kept[local]), None, warnings)
+
+
+AUTO_SHARE = 0.15  # of an epoch: the sweep's cost stays small beside the training it tunes
+AUTO_MIN, AUTO_MAX = 60, 100
+
+
+def sweep_steps(configured: int | str, steps_per_epoch: int) -> int:
+    """``lr_find.num_steps``, with auto resolved: 15% of an epoch, kept within 60..100 steps.
+
+    100 is fast.ai's default; on a large epoch 15% of it would be more steps than the curve needs, and on a
+    small dataset fewer than 60 points make the smoothed curve too short to read.
+    """
+    if configured != "auto":
+        return int(configured)
+    return int(min(AUTO_MAX, max(AUTO_MIN, math.floor(AUTO_SHARE * steps_per_epoch))))
+
+
+def scaled_beta(beta: float, num_steps: int, reference: int = 100) -> float:
+    """The EMA factor that smooths a ``num_steps`` sweep over the same share as ``beta`` does 100 steps.
+
+    fast.ai's valley rule is tuned on a 100-step curve smoothed with 0.98; a 63-step sweep with the same
+    factor would lag over a larger part of the curve.
+    """
+    return float(beta ** (reference / num_steps)) if beta > 0 else 0.0

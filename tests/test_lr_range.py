@@ -20,9 +20,11 @@ from dltrain.lr_range import (
     minimum,
     noise_ratio,
     noise_warning,
+    scaled_beta,
     smooth_losses,
     steep,
     suggest,
+    sweep_steps,
     valley,
 )
 
@@ -352,3 +354,31 @@ def test_suggestion_as_dict_is_json_ready() -> None:
     data = json.loads(json.dumps(result.as_dict()))
     assert data["rule"] == "valley" and data["lr"] == result.lr and data["warnings"] == []
     assert isinstance(Suggestion("steep", None, None, "why").as_dict()["message"], str)
+
+
+def test_valley_ignores_a_noise_dip_at_the_very_start() -> None:
+    # A real 63-step Fashion-MNIST sweep (smoothed): the second point dips below the flat lead-in by noise.
+    y = np.array(
+        [3.35, 3.21, 3.23, 3.25, 3.34, 3.31, 3.31, 3.34, 3.36, 3.37, 3.34, 3.32, 3.32, 3.31, 3.34, 3.33, 3.33,
+         3.29, 3.28, 3.27, 3.24, 3.23, 3.21, 3.17, 3.14, 3.09, 3.05, 3.0, 2.96, 2.89, 2.83, 2.76, 2.69, 2.63,
+         2.57, 2.5, 2.44, 2.39, 2.34, 2.27, 2.22, 2.19, 2.14, 2.1, 2.05, 2.02, 2.0, 2.0, 2.04, 2.08, 2.11, 2.44,
+         2.65, 2.63, 2.65, 3.55, 3.56, 3.71, 6.88, 6.73, 6.58, 6.44, 6.32]
+    )  # fmt: skip
+    lrs = exponential_lrs(1e-7, 10.0, len(y))
+    idx = valley(lrs, y)
+    assert idx is not None and 30 <= idx <= 40  # half-way down the real descent (2.4e-3), not 9e-5
+    assert 1e-3 < lrs[idx] < 1e-2
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "expected"), [(10, 60), (422, 63), (600, 90), (5000, 100)])
+def test_auto_sweep_is_15_percent_of_an_epoch_within_60_to_100(steps_per_epoch: int, expected: int) -> None:
+    assert sweep_steps("auto", steps_per_epoch) == expected
+    assert sweep_steps(37, steps_per_epoch) == 37
+
+
+def test_scaled_beta_keeps_the_smoothing_share_of_the_sweep() -> None:
+    assert scaled_beta(0.98, 100) == pytest.approx(0.98)
+    # The EMA's weight after a fifth of the sweep is the same for 50 and 200 steps as for 100.
+    for n in (50, 63, 200):
+        assert scaled_beta(0.98, n) ** (n / 5) == pytest.approx(0.98 ** (100 / 5))
+    assert scaled_beta(0.0, 63) == 0.0
