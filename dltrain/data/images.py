@@ -1,0 +1,428 @@
+"""``image_folder``: images in class folders, scanned and checked before TensorFlow starts (light zone).
+
+Two layouts, as fast.ai and Keras read them::
+
+    root/train/<class>/*.png      root/valid/ (or val/, validation/) and root/test/ optional
+    root/<class>/*.png            validation and test carved with data.validation_split / data.test_split
+
+Only the file list is kept in memory: the splits hold file paths and ``dltrain.pipeline_images`` decodes them
+per batch. Every file is opened with Pillow here, so a missing folder, an empty class or a corrupt image is
+an exit 3 naming the path and the config key before any model is built, not a tf.data error mid-epoch.
+``read_images`` decodes a few files the way the TF pipeline does (bilinear, antialiased), for plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltrain.data.base import carve_indices
+from dltrain.data.sources import DATASETS, DEBIAN_FASHION_DIR, FASHION_CLASSES, RawData, read_idx_folder
+from dltrain.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# What tf.io.decode_image reads (JPEG XL aside): the extensions Keras' image_dataset_from_directory takes, and
+# WebP. Matched case-insensitively; other files in a class folder are ignored (and counted in the notes).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TF_FORMATS = {"PNG", "JPEG", "BMP", "GIF", "WEBP"}
+VALIDATION_NAMES = ("valid", "val", "validation")
+# The single-folder layout's test split is drawn with a fixed seed, not the experiment's (as for the digits),
+# so configs with different seeds are still scored on the same held-out images.
+IMAGE_TEST_SEED = 20240101
+SKIPPED_LISTED = 100  # skipped files named in data/state.json (all are counted)
+
+
+# ------------------------------------------------------------------------------------------ scanning
+
+
+@dataclass
+class _Split:
+    """One split's files, in sorted order, with the index of their class folder."""
+
+    folder: Path
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    ignored: int = 0  # files without an image extension
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _subfolders(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.is_dir() and not _is_hidden(e.name))
+    except OSError as exc:
+        raise DataError(f"`data.path`: cannot read {folder} ({exc.strerror}).") from None
+
+
+def _image_files(folder: Path) -> tuple[list[str], int]:
+    """Image files under ``folder`` (sub-folders too, as Keras reads them), sorted; and the other files."""
+    found: list[str] = []
+    ignored = 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in sorted(filenames):
+            if _is_hidden(name):
+                continue
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.join(dirpath, name))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _scan_split(folder: Path, class_names: list[str]) -> _Split:
+    split = _Split(folder)
+    for label, name in enumerate(class_names):
+        files, ignored = _image_files(folder / name)
+        if not files:
+            raise DataError(
+                f"`data.path`: {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                "remove the folder or add images."
+            )
+        split.paths.extend(files)
+        split.labels.extend([label] * len(files))
+        split.ignored += ignored
+    return split
+
+
+def _class_names(folder: Path) -> list[str]:
+    names = _subfolders(folder)
+    if not names:
+        loose, _ = _image_files(folder)
+        hint = (
+            f"it holds {len(loose)} images but no class folders; move them into <class>/ folders"
+            if loose
+            else "it is empty"
+        )
+        raise DataError(
+            f"`data.path`: {folder} holds no class folders ({hint}). Expected {folder}/<class>/*.png, or "
+            "train/<class>/, valid/<class>/ and test/<class>/ folders."
+        )
+    return names
+
+
+def _check_same_classes(split: Path, names: list[str], train_names: list[str], train: Path) -> None:
+    missing = sorted(set(train_names) - set(names))
+    extra = sorted(set(names) - set(train_names))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(missing)}")
+        if extra:
+            parts.append(f"has {', '.join(extra)} that {train} does not")
+        raise DataError(
+            f"`data.path`: the class folders of {split} differ from those of {train}: it {'; '.join(parts)}. "
+            "Every split needs the same class folders."
+        )
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    """The split folders of the train/valid/test layout (names matched case-insensitively); {} when the root
+    is itself the class folders."""
+    by_lower: dict[str, list[str]] = {}
+    for name in _subfolders(root):
+        by_lower.setdefault(name.lower(), []).append(name)
+    if "train" not in by_lower:
+        return {}
+    found = {"train": root / by_lower["train"][0]}
+    val = [name for key in VALIDATION_NAMES for name in by_lower.get(key, [])]
+    if len(val) > 1:
+        raise DataError(
+            f"`data.path`: {root} has {len(val)} validation folders ({', '.join(val)}); keep one."
+        )
+    if val:
+        found["validation"] = root / val[0]
+    if "test" in by_lower:
+        found["test"] = root / by_lower["test"][0]
+    return found
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def check_image(path: str) -> str | None:
+    """Why ``path`` cannot be decoded by the input pipeline, or None when it can.
+
+    Cheap enough for every file of a large folder: PNGs are verified chunk by chunk (every CRC, up to
+    IEND; nothing is inflated), JPEGs are decoded at 1/8 scale (the whole entropy-coded stream is read, so
+    truncation shows), the rarer formats are decoded. Files Pillow reads but TensorFlow cannot (TIFF,
+    palette BMP) count as bad too.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            fmt = image.format or "?"
+            if fmt not in TF_FORMATS:
+                return f"{fmt} image, which TensorFlow cannot decode (PNG, JPEG, BMP, GIF or WebP needed)"
+            if fmt == "BMP" and image.mode == "P":
+                return "palette BMP, which TensorFlow decodes wrongly; save it as PNG"
+            if fmt == "PNG":
+                image.verify()
+            elif fmt == "JPEG":
+                image.draft(image.mode, (max(image.width // 8, 1), max(image.height // 8, 1)))
+                image.load()
+            else:
+                image.load()
+    except UnidentifiedImageError:
+        return "not an image Pillow can identify (empty, truncated or another kind of file)"
+    except FileNotFoundError:
+        return "file not found"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL reports broken data with all of these
+        return f"{type(exc).__name__}: {exc}"
+    except Image.DecompressionBombError as exc:
+        return str(exc)
+    return None
+
+
+def _bad_images(paths: Sequence[str]) -> dict[int, str]:
+    """Index -> reason for every file of ``paths`` that cannot be decoded."""
+    bad = {}
+    for i, path in enumerate(paths):
+        reason = check_image(path)
+        if reason is not None:
+            bad[i] = reason
+    return bad
+
+
+def _drop_bad(split: _Split, policy: str, skipped: list[str]) -> None:
+    bad = _bad_images(split.paths)
+    if not bad:
+        return
+    if policy != "skip":
+        i, reason = next(iter(bad.items()))
+        more = f" ({len(bad) - 1} more in {split.folder})" if len(bad) > 1 else ""
+        raise DataError(
+            f"{split.paths[i]}: cannot be decoded: {reason}{more}. Replace or remove it, or set "
+            "`data.bad_images: skip` to leave unreadable files out with a warning."
+        )
+    skipped.extend(split.paths[i] for i in bad)
+    keep = [i for i in range(len(split.paths)) if i not in bad]
+    split.paths = [split.paths[i] for i in keep]
+    split.labels = [split.labels[i] for i in keep]
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _as_arrays(split: _Split) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(split.paths, dtype=str), np.array(split.labels, dtype=np.int64)
+
+
+def _check_no_empty_class(split: _Split, class_names: list[str]) -> None:
+    counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(class_names))
+    for label in np.flatnonzero(counts == 0):
+        raise DataError(
+            f"`data.path`: {split.folder / class_names[label]} holds no readable images after skipping the "
+            "bad ones (`data.bad_images: skip`); fix its files or remove the folder."
+        )
+
+
+def _augment_spec(cfg: Any, seed: int | None) -> dict[str, Any]:
+    aug = cfg.augment
+    spec: dict[str, Any] = {
+        "flip": aug.flip,
+        "rotation": aug.rotation,
+        "zoom": aug.zoom,
+        "translation": aug.translation,
+        "contrast": aug.contrast,
+    }
+    if spec["flip"] == "none" and not any(spec[k] for k in ("rotation", "zoom", "translation", "contrast")):
+        return {}
+    # The stem rescales pixels to [0, 1] before augmenting: contrast clips to that range.
+    spec["value_range"] = [0.0, 1.0]
+    if seed is not None:
+        spec["seed"] = int(seed)
+    return spec
+
+
+@DATASETS.register("image_folder")
+def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
+    """Scan ``cfg.path``, check every image and return the splits as file paths.
+
+    Raises:
+        DataError: a missing or empty folder, a class folder with no images, class folders that differ
+            between splits, or (with ``data.bad_images: error``) a file that cannot be decoded.
+    """
+    root = Path(cfg.path)
+    if not root.exists():
+        raise DataError(f"`data.path`: {root} does not exist; point data.path at the image folder.")
+    if not root.is_dir():
+        raise DataError(
+            f"`data.path`: {root} is a file; data.kind image_folder needs a folder of class folders."
+        )
+    folders = _split_folders(root)
+    layout = "split folders" if folders else "single folder"
+    notes: list[str] = []
+    train_folder = folders.get("train", root)
+    class_names = _class_names(train_folder)
+    if len(class_names) < 2:
+        raise DataError(
+            f"`data.path`: {train_folder} holds one class folder ({class_names[0]}); a classifier needs two "
+            "or more."
+        )
+    splits = {"train": _scan_split(train_folder, class_names)}
+    for name in ("validation", "test"):
+        if name in folders:
+            names = _class_names(folders[name])
+            _check_same_classes(folders[name], names, class_names, train_folder)
+            splits[name] = _scan_split(folders[name], class_names)
+    if "test" in folders and cfg.test_split > 0:
+        raise DataError(
+            f"`data.test_split` is {cfg.test_split} but {folders['test']} already holds the test split; "
+            "set data.test_split: 0 or remove the folder."
+        )
+    skipped: list[str] = []
+    for split in splits.values():
+        _drop_bad(split, cfg.bad_images, skipped)
+        _check_no_empty_class(split, class_names)
+    if skipped:
+        log.warning(
+            "skipped %d unreadable image(s) (data.bad_images: skip), e.g. %s", len(skipped), skipped[0]
+        )
+        notes.append(f"skipped {len(skipped)} unreadable images (data.bad_images: skip)")
+    ignored = sum(s.ignored for s in splits.values())
+    if ignored:
+        notes.append(f"ignored {ignored} files without an image extension ({', '.join(IMAGE_EXTENSIONS)})")
+    if "validation" in splits:
+        notes.append(f"validation: {splits['validation'].folder} (data.validation_split not used)")
+
+    x_train, y_train = _as_arrays(splits["train"])
+    manifest = {"train": x_train.tolist()}
+    x_val = y_val = x_test = y_test = None
+    if "validation" in splits:
+        x_val, y_val = _as_arrays(splits["validation"])
+        manifest["validation"] = x_val.tolist()
+    if "test" in splits:
+        x_test, y_test = _as_arrays(splits["test"])
+        manifest["test"] = x_test.tolist()
+    elif cfg.test_split > 0:
+        keep, held = carve_indices(y_train, cfg.test_split, IMAGE_TEST_SEED, "data.test_split")
+        x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
+        manifest["train"], manifest["test"] = x_train.tolist(), x_test.tolist()
+        notes.append(f"test: {len(y_test)} images carved from train with the fixed seed {IMAGE_TEST_SEED}")
+
+    height, width = (int(v) for v in cfg.image_size)
+    channels = 1 if cfg.color_mode == "grayscale" else 3
+    augment = _augment_spec(cfg, seed)
+    state: dict[str, Any] = {
+        "image": {
+            "root": str(root),
+            "layout": layout,
+            "image_size": [height, width],
+            "color_mode": cfg.color_mode,
+            "channels": channels,
+            "interpolation": "bilinear (antialiased)",
+            "cache": bool(cfg.cache),
+        }
+    }
+    if skipped:
+        state["skipped_images"] = {"count": len(skipped), "files": skipped[:SKIPPED_LISTED]}
+    return RawData(
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=class_names,
+        scale=255.0,
+        source=str(root),
+        notes=notes,
+        task="classification",
+        input_kind="image_files",
+        input_shape=(height, width, channels),
+        stem={"augment": augment} if augment else {},
+        state=state,
+        manifest=manifest,
+    )
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def read_images(paths: Sequence[str], size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decode ``paths`` to uint8 pixels of shape (n, height, width, channels), as the TF pipeline does.
+
+    Pillow's bilinear resize is antialiased like ``tf.image.resize(..., antialias=True)``: the two agree
+    within 1 grey level. For plots of a few images (worst mistakes, the inspect grid), never for training.
+    """
+    from PIL import Image
+
+    height, width = size
+    out = np.empty((len(paths), height, width, channels), dtype=np.uint8)
+    mode = "L" if channels == 1 else "RGB"
+    for i, path in enumerate(paths):
+        with Image.open(path) as image:
+            pixels = image.convert(mode)
+        if pixels.size != (width, height):
+            pixels = pixels.resize((width, height), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(pixels, dtype=np.uint8).reshape(height, width, channels)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def safe_folder_name(name: str) -> str:
+    """A class name as a folder name ("T-shirt/top" -> "T-shirt_top")."""
+    return name.replace("/", "_").replace("\\", "_").strip() or "_"
+
+
+def write_image_folder(
+    folder: Path | str,
+    images: np.ndarray,
+    labels: Iterable[int],
+    class_names: Sequence[str],
+    fmt: str = "png",
+    start: int = 0,
+) -> list[Path]:
+    """Write uint8 ``images`` (n, h, w[, c]) as ``folder/<class>/<index>.<fmt>``; returns the paths.
+
+    For tests, benchmarks and turning an array dataset into the image-folder layout.
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    for name in class_names:
+        (folder / safe_folder_name(name)).mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        array = np.asarray(pixels, dtype=np.uint8)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        path = folder / safe_folder_name(class_names[int(label)]) / f"{start + i:05d}.{fmt}"
+        Image.fromarray(array).save(path)
+        written.append(path)
+    return written
+
+
+def export_fashion_mnist(
+    root: Path | str,
+    source: Path | str = DEBIAN_FASHION_DIR,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Path:
+    """Fashion-MNIST's IDX files as ``root/train/<class>/*.png`` and ``root/test/<class>/*.png``.
+
+    The one-liner the README shows: ``python -c "from dltrain.data.images import export_fashion_mnist as e;
+    e('data/fashion_png')"`` (70,000 PNGs, about 220 MB on disk, a minute or two).
+    """
+    root, source = Path(root), Path(source)
+    arrays = read_idx_folder(source)
+    if arrays is None:
+        raise DataError(f"{source}: the four Fashion-MNIST IDX files are not all there.")
+    for split, limit in (("train", train_limit), ("test", test_limit)):
+        images, labels = arrays[f"x_{split}"][:limit], arrays[f"y_{split}"][:limit]
+        write_image_folder(root / split, images, labels, FASHION_CLASSES)
+    return root
