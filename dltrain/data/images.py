@@ -387,21 +387,20 @@ def write_image_folder(
     fmt: str = "png",
     start: int = 0,
 ) -> list[Path]:
-    """Write uint8 ``images`` (n, h, w[, c]) as ``folder/<class>/<index>.<fmt>``; returns the paths.
+    """Write uint8 ``images`` (n, h, w[, c]) as ``folder/<class>/<start + i>.<fmt>``; returns the paths.
 
     For tests, benchmarks and turning an array dataset into the image-folder layout.
     """
     from PIL import Image
 
     folder = Path(folder)
-    for name in class_names:
-        (folder / safe_folder_name(name)).mkdir(parents=True, exist_ok=True)
     written = []
     for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         array = np.asarray(pixels, dtype=np.uint8)
         if array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
         path = folder / safe_folder_name(class_names[int(label)]) / f"{start + i:05d}.{fmt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(path)
         written.append(path)
     return written
