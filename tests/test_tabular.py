@@ -242,6 +242,8 @@ BROKEN = {
     "NaN feature": (HEADER + "1,2,3,red\nnan,5,6,blue\n", r"{p}:3:1: column 'r' holds 'nan', not a finite number"),
     "inf feature": (HEADER + "1,2,3,red\n4,inf,6,blue\n", r"{p}:3:2: column 'g' holds 'inf'"),
     "NaN label": (HEADER + "1,2,3,red\n4,5,6,NaN\n", r"{p}:3:4: the label \(column 'name', `data.label`\) is 'NaN'"),
+    "unknown-value label": (HEADER + "1,2,3,red\n4,5,6,?\n", r"{p}:3:4: the label \(column 'name', `data.label`\) is '\?'"),
+    "word among number labels": (HEADER + "1,2,3,2.5\n4,5,6,abc\n7,8,9,4.5\n", r"{p}:3:4: column 'name' \(the label, `data.label`\) holds 'abc', not a finite number. Most labels are numbers"),
     "empty label": (HEADER + "1,2,3,red\n4,5,6,\n", r"{p}:3:4: the label \(column 'name', `data.label`\) is empty"),
     "decimal comma": ("r;g;b;name\n1;2;3;red\n4;5,5;6;blue\n", r"{p}:3:2: column 'g' holds '5,5'.*decimal separator"),
     "duplicate column": ("r,g,r,name\n1,2,3,red\n", r"{p}:1:3: column name 'r' appears twice"),

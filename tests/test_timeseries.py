@@ -146,8 +146,8 @@ def test_parts_too_short_for_a_window_and_a_classification_task(tmp_path: Path) 
 def test_the_shipped_sunspots_data_and_config(repo: Path) -> None:
     from dltrain.config import load_config
 
-    cfg = load_config(repo / "configs" / "sunspots_lstm.yaml")
-    assert cfg.model.kind == "rnn"
+    cfg = load_config(repo / "configs" / "sunspots_gru.yaml")
+    assert cfg.model.kind == "rnn" and cfg.model.cell == "gru"
     splits = load_splits(cfg.data.model_copy(update={"path": repo / cfg.data.path}), cfg.seed)
     assert sum(splits.sizes().values()) > 200
     assert splits.state["parts"]["test"][1] - splits.state["parts"]["train"][0] == 308  # 309 years, 1700-2008

@@ -11,11 +11,12 @@ the model. The statistics become the model's input stem (``normalize``; categori
 
 Rules, documented in the README:
 
-- Task (``data.task: auto``): a label column with any non-number is a classification; numbers with a
-  fractional part are a regression; whole numbers are classes when there are at most ``MAX_AUTO_CLASSES``
-  distinct values, else a regression. Two classes become a binary task. ``data.task`` overrides.
+- Task (``data.task: auto``): a label column of words is a classification; numbers with a fractional part
+  are a regression; whole numbers are classes when there are at most ``MAX_AUTO_CLASSES`` distinct values,
+  else a regression. Two classes become a binary task. A word among mostly numeric labels is an error, as
+  is a missing label (empty, NaN, NA, ?). ``data.task`` overrides.
 - Categorical columns (``data.categorical`` unset): a feature column is categorical when at most half of its
-  non-empty training cells are numbers. A mostly numeric column is numeric, and its non-numbers are errors
+  filled cells in the training file look like numbers. A mostly numeric column is numeric, and its non-numbers are errors
   (list the column in ``data.categorical`` if it really holds categories).
 - Categories are the sorted distinct values of the training rows. A category first seen in validation or
   test is encoded as all zeros (one-hot) or code 0 (embedding) and counted in the notes.
@@ -43,10 +44,9 @@ MAX_AUTO_CLASSES = 20
 """``data.task: auto``: whole-number labels with more distinct values than this are a regression."""
 TEST_SEED = 20240102
 """``data.test_split`` is drawn with a fixed seed, not the experiment's: every seed is scored on the same rows."""
-MISSING_LABELS = frozenset({"", "nan", "na", "n/a", "null", "none"})
-"""Label cells that mean "unknown": an error, never a class of their own."""
-MISSING_CELLS = MISSING_LABELS | {"?", "-"}
-"""Cells that mean "unknown" (ignored when deciding whether a column is numeric, errors in numeric columns)."""
+MISSING_CELLS = frozenset({"", "nan", "na", "n/a", "null", "none", "?", "-"})
+"""Cells that mean "unknown": errors in numeric columns and in the label (never a class of their own); they
+do not count when deciding whether a column is numeric."""
 UNKNOWN_CODE = 0
 """Embedding code of a category the training rows did not have (known categories are 1, 2, ...)."""
 
@@ -173,9 +173,12 @@ def parse_number(cell: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def numeric_column(table: Table, col: int, rows: np.ndarray | None = None, what: str = "") -> np.ndarray:
+def numeric_column(
+    table: Table, col: int, rows: np.ndarray | None = None, what: str = "", fix: str | None = None
+) -> np.ndarray:
     """Column ``col`` of ``rows`` (default: all) as float64; the first cell that is not a finite number is a
-    ``DataError`` with file:line:column and the column's name."""
+    ``DataError`` with file:line:column, the column's name (and ``what`` it is) and ``fix`` (default: a
+    hint for feature columns)."""
     index = np.arange(len(table.rows)) if rows is None else rows
     out = np.empty(len(index), dtype=np.float64)
     name = table.header[col]
@@ -184,7 +187,8 @@ def numeric_column(table: Table, col: int, rows: np.ndarray | None = None, what:
         value = parse_number(cell)
         if value is None:
             problem = "is empty" if not cell.strip() else f"holds {cell.strip()!r}, not a finite number"
-            raise DataError(f"{table.where(r, col)}: column {name!r}{what} {problem}. {_fix(cell, name)}")
+            hint = _fix(cell, name) if fix is None or not cell.strip() else fix
+            raise DataError(f"{table.where(r, col)}: column {name!r}{what} {problem}. {hint}")
         out[k] = value
     return out
 
@@ -281,7 +285,7 @@ def _label_cells(table: Table, label: str) -> list[str]:
     cells = []
     for r, row in enumerate(table.rows):
         cell = row[col].strip()
-        if cell.lower() in MISSING_LABELS:
+        if cell.lower() in MISSING_CELLS:
             shown = "empty" if not cell else f"{cell!r}"
             raise DataError(
                 f"{table.where(r, col)}: the label (column {label!r}, `data.label`) is {shown}; every row needs "
@@ -291,17 +295,21 @@ def _label_cells(table: Table, label: str) -> list[str]:
     return cells
 
 
-def decide_task(configured: str, labels: list[str]) -> tuple[str, str]:
+LABEL_FIX = "Most labels are numbers: correct this one, or set data.task: classification if they are classes."
+
+
+def decide_task(configured: str, table: Table, label: str) -> tuple[str, str]:
     """(task, why) from the training labels: see the module docstring. ``binary`` is left to load_splits
-    (two classes 0/1 under auto)."""
+    (two classes 0/1 under auto). Mostly numeric labels with a word among them are an error, not classes."""
+    labels = _label_cells(table, label)
     if configured in ("classification", "binary"):
         return "classification", f"data.task is {configured}"
-    numbers = [parse_number(c) for c in labels]
     if configured == "regression":
         return "regression", "data.task is regression"
-    if any(v is None for v in numbers):
+    if not mostly_numeric(labels):
         return "classification", "the label column holds words"
-    values = np.asarray(numbers, dtype=np.float64)
+    col = table.column(label, "data.label")
+    values = numeric_column(table, col, what=" (the label, `data.label`)", fix=LABEL_FIX)
     if not np.all(values == np.round(values)):
         return "regression", "the labels are numbers with fractions"
     distinct = len(np.unique(values))
@@ -333,7 +341,8 @@ def _targets(part: _Part, label: str, task: str, names: list[str]) -> np.ndarray
     col = table.column(label, "data.label")
     cells = _label_cells(table, label)
     if task == "regression":
-        return numeric_column(table, col, part.rows, " (the label, `data.label`)").astype(np.float32)
+        what = " (the label, `data.label`)"
+        return numeric_column(table, col, part.rows, what, LABEL_FIX).astype(np.float32)
     index = {name: i for i, name in enumerate(names)}
     out = np.empty(len(part.rows), dtype=np.int64)
     for k, r in enumerate(part.rows):
@@ -456,8 +465,8 @@ def load_csv(cfg: Any, seed: int = 0) -> RawData:
     for table in tables.values():  # every cell is checked before any split is carved
         for name in numeric:
             numeric_column(table, table.column(name, "data.features"))
+    task, why = decide_task(cfg.task, train_table, cfg.label)
     labels = _label_cells(train_table, cfg.label)
-    task, why = decide_task(cfg.task, labels)
     names = _class_names(labels) if task == "classification" else []
     stratify = task == "classification"
     parts = {split: _Part(t, np.arange(len(t.rows))) for split, t in tables.items()}
