@@ -68,7 +68,7 @@ class ImageFilePipeline:
         height, width, channels = (int(d) for d in splits.input_shape)
         self.image_shape = (height, width, channels)
         with tf.device("/cpu:0"):
-            self._paths = tf.constant(np.asarray(x_paths, dtype=str))
+            self._paths = tf.constant(np.asarray(x_paths, dtype=object))
             self._y = tf.constant(y)
         cache = bool(splits.state.get("image", {}).get("cache", False))
         # With the cache on, the pixels are decoded once here and served from memory like an array split.

@@ -216,7 +216,11 @@ def _drop_bad(split: _Split, policy: str, skipped: list[str]) -> None:
 
 
 def _as_arrays(split: _Split) -> tuple[np.ndarray, np.ndarray]:
-    return np.array(split.paths, dtype=str), np.array(split.labels, dtype=np.int64)
+    """Paths as an object array of str: each path once in memory, shared with the manifest (a fixed-width
+    str array would cost 4 bytes a character of the longest path, for every file)."""
+    paths = np.empty(len(split.paths), dtype=object)
+    paths[:] = split.paths
+    return paths, np.array(split.labels, dtype=np.int64)
 
 
 def _check_no_empty_class(split: _Split, class_names: list[str]) -> None:
