@@ -14,7 +14,9 @@ def build_dense(
     cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
-    if len(x.shape) > 2:
+    if stem and "text" in stem:  # token embeddings: their mean over the text (padding masked out)
+        x = keras.layers.GlobalAveragePooling1D(name="mean_of_tokens")(x)
+    elif len(x.shape) > 2:
         x = keras.layers.Flatten()(x)
     logits = head(
         x, cfg.units, num_classes, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm
