@@ -248,6 +248,7 @@ def test_evaluate_errors_name_the_problem(tmp_path: Path, cnn_run: Path) -> None
     assert proc.returncode == 3 and "classes" in proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path: Path) -> None:
     """The global batch is split over two replicas; the update must equal the single-device one.
 

@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.conftest import dltrain_cmd, run_dir_from, run_dltrain
+
+# Several TensorFlow processes talking over loopback: 20-100 s each. CI runs them (make test-all).
+pytestmark = pytest.mark.slow
 
 
 def _free_ports(n: int) -> list[int]:

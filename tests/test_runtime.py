@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import run_dir_from, run_dltrain
@@ -53,6 +54,7 @@ def test_tpu_strategy_without_a_tpu_is_a_clear_config_error(tmp_path: Path) -> N
     assert "no TPU was found" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_mixed_precision_switches_train_and_record_the_policy(tmp_path: Path) -> None:
     # float16 goes through loss scaling (LossScaleOptimizer); bfloat16 needs none. Both run on this CPU.
     for setting, policy in (("float16", "mixed_float16"), ("bfloat16", "mixed_bfloat16")):
