@@ -308,12 +308,16 @@ def load_splits(cfg: Any, seed: int) -> Splits:
         DataError: the files are missing or malformed (exit 3), always before any model is built.
     """
     import importlib
+    import inspect
 
     from dltrain.data.sources import DATASETS, LOADER_MODULES
 
     if cfg.kind in LOADER_MODULES:
         importlib.import_module(LOADER_MODULES[cfg.kind])  # registers the loader
-    raw = DATASETS.get(cfg.kind)(cfg)
+    loader = DATASETS.get(cfg.kind)
+    # Loaders that carve validation themselves (statistics from training rows only) take the seed.
+    takes_seed = "seed" in inspect.signature(loader).parameters
+    raw = loader(cfg, seed=seed) if takes_seed else loader(cfg)  # type: ignore[call-arg]
     task = resolve_task(getattr(cfg, "task", "auto"), raw.task, raw.y_train, raw.source)
     names = raw.class_names if task != "regression" else []
     n_classes = len(names) if names else None
