@@ -390,8 +390,8 @@ def _write_config(path: Path, data: dict[str, Any], **extra: Any) -> Path:
         "model": {"kind": "cnn", "filters": [8, 16], "dense": [32]},
         "optimizer": {"kind": "adam", "learning_rate": 3e-3},
         "train": {"epochs": 2},
-        **extra,
     }
+    cfg.update(extra)
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -499,3 +499,55 @@ def test_fit_and_evaluate_on_a_single_rgb_folder_with_cache(
     with open(run / "eval" / "test" / "top_losses.csv") as fh:
         test_items = {item for split, item in manifest if split == "test"}
         assert all(row["item"] in test_items for row in csv.DictReader(fh))
+
+
+def test_sixteen_bit_png_reads_like_tensorflow(tmp_path: Path, fashion: dict[str, np.ndarray]) -> None:
+    from PIL import Image
+
+    images, labels = _take(fashion["x_train"], fashion["y_train"], 1)
+    expected = {}
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        name = safe_folder_name(FASHION_CLASSES[int(label)])
+        (tmp_path / "data" / name).mkdir(parents=True)
+        deep = pixels.astype(np.uint16) * 256 + (i * 37 % 256)  # 16-bit grey; the low byte is noise
+        Image.fromarray(deep).save(tmp_path / "data" / name / "deep.png")
+        expected[name] = pixels
+    for color_mode, channels in (("grayscale", 1), ("rgb", 3)):
+        splits = load_splits(_cfg(tmp_path / "data", color_mode=color_mode, validation_split=0.0), seed=1)
+        streamed = np.concatenate([b.numpy() for b, _ in _pipeline(splits, "train").evaluation()])
+        plotted = read_images(splits.x_train.tolist(), (28, 28), channels)
+        np.testing.assert_array_equal(streamed, plotted)  # TensorFlow keeps the high byte, and so do plots
+        np.testing.assert_array_equal(plotted[..., 0], [expected[name] for name in CLASSES])
+
+
+@pytest.mark.slow  # three fits, about 50 s
+def test_sigkill_and_resume_inside_an_epoch_streams_to_identical_weights(
+    tmp_path: Path, split_root: Path
+) -> None:
+    """Step-exact resume skips the epoch's first batches without reading them, and the augmentation layers'
+    random state comes back from the checkpoint: the resumed run ends bit-identical."""
+    import keras
+
+    augment = {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1, "translation": 0.1, "contrast": 0.1}
+    cfg = _write_config(
+        tmp_path / "r.yaml",
+        {"path": str(split_root), "color_mode": "grayscale", "image_size": [24, 24], "augment": augment},
+        train={"epochs": 3, "checkpoint_every_steps": 3},
+    )
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "whole"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    whole = run_dir_from(proc.stdout)
+    killed = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "killed"), env={"DLTRAIN_FAULT": "kill@epoch=2,step=7"}
+    )
+    assert killed.returncode != 0
+    (run,) = list((tmp_path / "killed").iterdir())
+    resumed = run_dltrain("fit", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing at the next batch" in resumed.stderr  # mid-epoch: batches skipped, not replayed
+    with open(whole / "metrics.csv") as a, open(run / "metrics.csv") as b:
+        losses = [[row["loss"] for row in csv.DictReader(fh)] for fh in (a, b)]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+    want = keras.models.load_model(whole / "model.keras").get_weights()
+    got = keras.models.load_model(run / "model.keras").get_weights()
+    assert max(float(np.abs(x - y).max()) for x, y in zip(want, got, strict=True)) == 0.0

@@ -368,7 +368,12 @@ def read_images(paths: Sequence[str], size: tuple[int, int], channels: int) -> n
     mode = "L" if channels == 1 else "RGB"
     for i, path in enumerate(paths):
         with Image.open(path) as image:
-            pixels = image.convert(mode)
+            if image.mode.startswith("I;16") or image.mode == "I":
+                # 16-bit grey: TensorFlow keeps the high byte; Pillow's convert("L") would clip at 255.
+                high = (np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8)
+                pixels = Image.fromarray(high).convert(mode)
+            else:
+                pixels = image.convert(mode)
         if pixels.size != (width, height):
             pixels = pixels.resize((width, height), Image.Resampling.BILINEAR)
         out[i] = np.asarray(pixels, dtype=np.uint8).reshape(height, width, channels)
