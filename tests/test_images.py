@@ -415,8 +415,10 @@ def test_cli_data_error_exits_3_before_tensorflow(tmp_path: Path, split_root: Pa
     assert proc.returncode == 3 and f"`data.path`: {root / 'test' / 'Bag'} holds no images" in proc.stderr
 
 
-@pytest.mark.slow  # about 70 s: fit, evaluate, lr-find and a second evaluate, each a fresh process
-def test_fit_evaluate_lr_find_on_train_valid_test_folders(tmp_path: Path, split_root: Path) -> None:
+@pytest.mark.slow  # about 50 s: fit and two evaluates, each a fresh process
+def test_fit_evaluate_on_train_valid_test_folders_and_a_renamed_class(
+    tmp_path: Path, split_root: Path
+) -> None:
     root = Path(shutil.copytree(split_root, tmp_path / "data"))
     augment = {"flip": "horizontal", "translation": 0.05}
     cfg = _write_config(
@@ -454,13 +456,6 @@ def test_fit_evaluate_lr_find_on_train_valid_test_folders(tmp_path: Path, split_
     assert all(Path(row["item"]).parent.name == row["true"] for row in top)
     assert (run / "eval" / "test" / "top_losses.png").stat().st_size > 10_000  # the images, via read_images
 
-    proc = run_dltrain(
-        "lr-find", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--set", "lr_find.num_steps=20"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lr_run = run_dir_from(proc.stdout)
-    assert (lr_run / "lr_find" / "suggestion.json").is_file()
-
     # The classes are part of the run: a renamed class folder is refused, not silently mislabelled.
     (root / "train" / "Bag").rename(root / "train" / "Bags")
     (root / "test" / "Bag").rename(root / "test" / "Bags")
@@ -469,7 +464,7 @@ def test_fit_evaluate_lr_find_on_train_valid_test_folders(tmp_path: Path, split_
     assert proc.returncode == 3 and "restore the original data or retrain" in proc.stderr
 
 
-def test_fit_and_evaluate_on_a_single_rgb_folder_with_cache(
+def test_fit_evaluate_lr_find_on_a_single_rgb_folder_with_cache(
     tmp_path: Path, fashion: dict[str, np.ndarray]
 ) -> None:
     root = make_single_folder(tmp_path / "data", fashion, per_class=30, rgb=True)
@@ -499,6 +494,13 @@ def test_fit_and_evaluate_on_a_single_rgb_folder_with_cache(
     with open(run / "eval" / "test" / "top_losses.csv") as fh:
         test_items = {item for split, item in manifest if split == "test"}
         assert all(row["item"] in test_items for row in csv.DictReader(fh))
+
+    proc = run_dltrain(
+        "lr-find", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--set", "lr_find.num_steps=20"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = (run_dir_from(proc.stdout) / "lr_find" / "steps.csv").read_text().splitlines()
+    assert len(steps) > 10  # the sweep ran over the cached images (6 batches an epoch: into a second epoch)
 
 
 def test_sixteen_bit_png_reads_like_tensorflow(tmp_path: Path, fashion: dict[str, np.ndarray]) -> None:
