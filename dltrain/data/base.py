@@ -139,7 +139,9 @@ class Splits:
             "task": self.task,
             "input_kind": self.input_kind,
             "input_shape": list(self.input_shape),
-            "dtype": str(self.x_train.dtype),
+            "dtype": {"image_files": "file paths", "text": "text"}.get(
+                self.input_kind, str(self.x_train.dtype)
+            ),
             "scale": self.scale,
             "num_classes": self.num_classes,
             "class_names": self.class_names,
