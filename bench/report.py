@@ -1,0 +1,356 @@
+"""Renders bench/RESULTS.md from the raw figures in results.json (written by bench/run.py).
+
+Every number in the report is computed here from the raw per-process and per-epoch records, so the report
+can be re-rendered (``python bench/run.py --render``) without running anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+GOAL_DLTRAIN_VS_KERAS = 1.0  # images per CPU-second, dltrain / plain Keras
+GOAL_DLTRAIN_VS_TORCH = 1.4  # images per CPU-second, dltrain / plain PyTorch
+GOAL_TO_90_SPEEDUP = 3.0  # CPU-seconds to 90% test accuracy, plain / dltrain
+GOAL_FINAL_ACCURACY = 0.925  # within the plain script's whole CPU budget
+GOAL_MEMORY = 0.8  # max RSS, dltrain / plain Keras
+GOAL_STARTUP = 0.10  # dltrain --help / import tensorflow
+GOAL_LR_FIND = 0.15  # the sweep / one epoch
+LINEAR_TOLERANCE = 0.15  # per-image cost within 15% of 1x counts as linear
+
+
+def med(values: Iterable[float]) -> float:
+    vals = list(values)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+    """``median (min-max)``, or the one value."""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(med(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def measured_epochs(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Epochs after the first (tracing, warm-up), or the only one."""
+    epochs = run["epochs"]
+    return [e for e in epochs if e["epoch"] > 1] or epochs
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def throughput(section: dict[str, Any], goals: list[list[str]]) -> str:
+    runs = section["runs"]
+    out = [
+        "## 1. Throughput\n",
+        f"Each run trains {section['epochs_per_run']} epochs in a fresh process; the first epoch (tracing, "
+        "warm-up) is dropped and the rest are pooled over the rounds. CPU-s = user + system CPU time of the "
+        "process during the epoch (dltrain: `cpu_seconds` of metrics.csv; plain scripts: `os.times()` around the "
+        "epoch). Images per CPU-second = training images / median CPU-s per epoch. The process columns are "
+        "whole runs (start-up, data, tracing, dltrain's checkpoints and model export included). Every runner "
+        "uses its library's default threads (2 here); PyTorch runs with OMP_WAIT_POLICY=PASSIVE, because its "
+        "OpenMP threads' default busy-waiting tripled its CPU-s per step while other tenants held the cores "
+        "(bench/run.py, TORCH_ENV).\n\n",
+    ]
+    rows, ips = [], {}
+    for runner, rs in runs.items():
+        cpu = [e["cpu_seconds"] for r in rs for e in measured_epochs(r)]
+        wall = [e["seconds"] for r in rs for e in measured_epochs(r)]
+        images = rs[0]["train_images"]
+        ips[runner] = [images / med(e["cpu_seconds"] for e in measured_epochs(r)) for r in rs]
+        ips_wall = [images / med(e["seconds"] for e in measured_epochs(r)) for r in rs]
+        rows.append([
+            runner, f"{rs[0]['parameters']:,}", f"{images:,}", spread(cpu), spread(wall),
+            f"{images / med(cpu):.0f}", f"{med(ips_wall):.0f}",
+            spread([r["process"]["cpu"] for r in rs]), spread([r["process"]["wall"] for r in rs]),
+        ])  # fmt: skip
+    out.append(table(
+        ["runner", "parameters", "images/epoch", "CPU-s/epoch", "wall-s/epoch", "images/CPU-s",
+         "images/wall-s", "process CPU-s", "process wall-s"], rows))  # fmt: skip
+    out.append("\nRatios of images per CPU-second (and per wall second), paired by round, so both sides of a "
+               "ratio ran minutes apart under the same load:\n\n")  # fmt: skip
+    ratio_rows = []
+    for other, goal in (("keras", GOAL_DLTRAIN_VS_KERAS), ("torch", GOAL_DLTRAIN_VS_TORCH)):
+        if other not in ips or "dltrain" not in ips:
+            continue
+        paired = [d / o for d, o in zip(ips["dltrain"], ips[other], strict=False)]
+        wall_paired = [
+            med(e["seconds"] for e in measured_epochs(o)) / med(e["seconds"] for e in measured_epochs(d))
+            for d, o in zip(runs["dltrain"], runs[other], strict=False)
+        ]
+        ok = med(paired) >= goal
+        ratio_rows.append([f"dltrain / {other}", spread(paired, "{:.2f}"), spread(wall_paired, "{:.2f}"),
+                           f">= {goal:.1f}x", met(ok)])  # fmt: skip
+        goals.append([f"1. throughput vs plain {other}", f">= {goal:.1f}x images/CPU-s", f"{med(paired):.2f}x", met(ok)])
+    out.append(table(["ratio", "per CPU-second", "per wall second", "goal (CPU)", ""], ratio_rows))
+    return "".join(out)
+
+
+def memory(section: dict[str, Any], goals: list[list[str]]) -> str:
+    runs = section["runs"]
+    rows = [[r, spread([x["process"]["max_rss_mb"] for x in rs], "{:.0f}")] for r, rs in runs.items()]
+    paired = [
+        d["process"]["max_rss_mb"] / k["process"]["max_rss_mb"]
+        for d, k in zip(runs["dltrain"], runs["keras"], strict=False)
+    ]
+    ok = med(paired) <= GOAL_MEMORY
+    images = runs["dltrain"][0]["train_images"]
+    goals.append(["3. peak memory vs plain Keras", f"<= {GOAL_MEMORY}x max RSS", f"{med(paired):.2f}x", met(ok)])
+    return (
+        "## 3. Peak memory\n\nMax RSS (`ru_maxrss` from `os.wait4`) of the throughput runs above: the same "
+        f"{images:,} images, network and epochs. The plain script converts the images to float32 up front "
+        "(as keras.io does); dltrain keeps them uint8 and casts per batch.\n\n"
+        + table(["runner", "max RSS MB"], rows)
+        + f"\ndltrain / plain Keras, paired by round: {spread(paired, '{:.2f}')} (goal <= {GOAL_MEMORY}x: {met(ok)})\n"
+    )
+
+
+def _tta_dltrain(run: dict[str, Any], sweep_cpu: float | None) -> dict[str, Any]:
+    train_cpu = sum(e["cpu_seconds"] for e in run["epochs"])
+    extra = sweep_cpu if run["lr_auto"] and sweep_cpu is not None else 0.0
+    lr = run.get("learning_rate") or {}
+    return {
+        "label": f"{run['total_epochs']} epochs" + (" (learning_rate auto)" if run["lr_auto"] else ""),
+        "epochs": len(run["epochs"]),
+        "cpu": train_cpu + extra,
+        "wall": sum(e["seconds"] for e in run["epochs"]),
+        "process_cpu": run["process"]["cpu"],
+        "test": run["evaluate"]["test_accuracy"],
+        "val": run["epochs"][-1].get("val_accuracy"),
+        "lr": lr.get("value"),
+        "lr_source": lr.get("source", ""),
+    }
+
+
+def time_to_accuracy(section: dict[str, Any], sweep_cpu: float | None, goals: list[list[str]]) -> str:
+    plain = section["plain"]
+    out = [
+        "## 2. Time to accuracy\n",
+        f"Plain Keras script: constant Adam 1e-3, all {plain['train_images']:,} training images, the test set scored after every "
+        "epoch (that scoring is timed apart and not counted). dltrain: `configs/fashion_mnist_cnn.yaml` as "
+        "shipped (BatchNorm, dense 128, dropout 0.3, one-cycle, Adam peak 3e-3, 10% of train held out for "
+        "validation), one run per total epoch count (one-cycle's schedule depends on it), each scored with "
+        "`dltrain evaluate` (its best epoch by val_loss, on the 10,000 test images). dltrain's CPU-s are the "
+        "sum of metrics.csv `cpu_seconds` (its per-epoch validation included); a `learning_rate: auto` run "
+        "also counts its lr-find sweep (section 5).\n\n",
+    ]
+    cum_cpu = cum_wall = 0.0
+    rows, first90 = [], None
+    for e in plain["epochs"]:
+        cum_cpu += e["cpu_seconds"]
+        cum_wall += e["seconds"]
+        if first90 is None and e["test_accuracy"] >= 0.90:
+            first90 = (e["epoch"], cum_cpu)
+        rows.append([e["epoch"], f"{e['cpu_seconds']:.1f}", f"{cum_cpu:.0f}", f"{cum_wall:.0f}",
+                     f"{e['test_accuracy']:.4f}", f"{e['test_cpu_seconds']:.1f}"])  # fmt: skip
+    plain_total = cum_cpu
+    out.append("Plain Keras script, per epoch:\n\n")
+    out.append(table(["epoch", "CPU-s", "cumulative CPU-s", "cumulative wall-s", "test accuracy",
+                      "test scoring CPU-s (not counted)"], rows))  # fmt: skip
+    runs = [_tta_dltrain(r, sweep_cpu) for r in section["dltrain"]]
+    out.append("\ndltrain, recommended config:\n\n")
+    out.append(table(
+        ["run", "epochs run", "training CPU-s", "training wall-s", "fit process CPU-s", "learning rate",
+         "last val accuracy", "test accuracy"],
+        [[r["label"], r["epochs"], f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['process_cpu']:.0f}",
+          f"{r['lr']:.3g} ({r['lr_source']})" if r["lr"] else "", f"{r['val']:.4f}" if r["val"] else "",
+          f"{r['test']:.4f}"] for r in runs],
+    ))  # fmt: skip
+    reached = [r for r in runs if r["test"] >= 0.90]
+    best90 = min(reached, key=lambda r: r["cpu"]) if reached else None
+    if first90 and best90:
+        speedup = first90[1] / best90["cpu"]
+        ok: bool | None = speedup >= GOAL_TO_90_SPEEDUP
+        measured = (f"plain {first90[1]:.0f} CPU-s ({first90[0]} epochs) / dltrain {best90['cpu']:.0f} CPU-s "
+                    f"({best90['label']}) = {speedup:.2f}x")  # fmt: skip
+    else:
+        ok = None if not first90 else False
+        measured = f"plain reached 90%: {'yes' if first90 else 'no'}; dltrain reached 90%: {'yes' if best90 else 'no'}"
+    goals.append(["2a. 90% test accuracy sooner than plain", f">= {GOAL_TO_90_SPEEDUP:.0f}x fewer CPU-s", measured, met(ok)])
+    within = [r for r in runs if r["cpu"] <= plain_total]
+    best = max(within, key=lambda r: r["test"]) if within else None
+    ok2 = best is not None and best["test"] >= GOAL_FINAL_ACCURACY
+    goals.append([
+        "2b. accuracy within the plain script's CPU budget",
+        f">= {GOAL_FINAL_ACCURACY:.1%} in <= {plain_total:.0f} CPU-s",
+        f"{best['test']:.2%} in {best['cpu']:.0f} CPU-s ({best['label']})" if best else "no run within budget",
+        met(ok2),
+    ])
+    last = plain["epochs"][-1]
+    out.append(
+        f"\nPlain script: 90% after {first90[0] if first90 else 'never'} epochs"
+        f"{f' ({first90[1]:.0f} CPU-s)' if first90 else ''}; {last['test_accuracy']:.2%} after {last['epoch']} "
+        f"epochs ({plain_total:.0f} CPU-s).\n"
+    )
+    return "".join(out)
+
+
+def lr_find_cost(section: dict[str, Any], epoch_cpu: float | None, goals: list[list[str]]) -> tuple[str, float | None]:
+    per_step, sweeps, points = [], [], []
+    for d, s in zip(section["default"], section["short"], strict=False):
+        step = (d["process"]["cpu"] - s["process"]["cpu"]) / max(d["points"] - s["points"], 1)
+        per_step.append(step)
+        sweeps.append(step * d["points"])
+        points.append(d["points"])
+    sweep = med(sweeps) if sweeps else None
+    d0 = section["default"][0]
+    suggestions = ", ".join(f"{r['suggestion']:.3g}" for r in section["default"] if r["suggestion"])
+    rows = [
+        ["lr-find, default (100 steps)", spread([r["process"]["cpu"] for r in section["default"]]),
+         spread([r["process"]["wall"] for r in section["default"]]), spread([float(r["points"]) for r in section["default"]], "{:.0f}")],
+        ["lr-find, lr_find.num_steps=10", spread([r["process"]["cpu"] for r in section["short"]]),
+         spread([r["process"]["wall"] for r in section["short"]]), spread([float(r["points"]) for r in section["short"]], "{:.0f}")],
+    ]  # fmt: skip
+    text = [
+        "## 5. lr-find cost\n\nMethod: `dltrain lr-find configs/fashion_mnist_cnn.yaml` with the default 100-step "
+        "sweep, and again with `lr_find.num_steps=10`; both processes pay the same start-up, data loading, "
+        "model build, tracing and plot, so the difference in process CPU-s divided by the difference in steps "
+        "is the CPU cost of one sweep step; times the default sweep's steps it is the sweep. One epoch = the "
+        "median `cpu_seconds` of epochs 2+ of the longest dltrain run of section 2 (same config, "
+        f"{d0['steps_per_epoch']} steps, its validation pass included).\n\n",
+        table(["command", "process CPU-s", "process wall-s", "steps run (stops on divergence)"], rows),
+        f"\nSuggestion (rule {d0['rule']}): {suggestions}."
+        f" CPU per sweep step: {spread(per_step, '{:.3f}')} s.",
+    ]
+    if sweep is not None and epoch_cpu:
+        frac = sweep / epoch_cpu
+        ok = frac <= GOAL_LR_FIND
+        text.append(f" Sweep: {sweep:.1f} CPU-s; one epoch: {epoch_cpu:.1f} CPU-s; fraction **{frac:.1%}** "
+                    f"(goal <= {GOAL_LR_FIND:.0%}: {met(ok)}).\n")  # fmt: skip
+        goals.append(["5. lr-find cost", f"<= {GOAL_LR_FIND:.0%} of an epoch", f"{frac:.1%} ({sweep:.1f} / {epoch_cpu:.1f} CPU-s)", met(ok)])
+    else:
+        text.append(" (no epoch figure: run the time_to_accuracy section too)\n")
+    return "".join(text), sweep
+
+
+def startup(section: dict[str, Any], goals: list[list[str]]) -> str:
+    runs = section["runs"]
+    rows = [[f"`{name}`", spread([r["wall"] for r in rs], "{:.2f}"), spread([r["cpu"] for r in rs], "{:.2f}"),
+             spread([r["max_rss_mb"] for r in rs], "{:.0f}")] for name, rs in runs.items()]  # fmt: skip
+    cli, tf = runs["dltrain --help"], runs["import tensorflow"]
+    wall = med(r["wall"] for r in cli) / med(r["wall"] for r in tf)
+    cpu = med(r["cpu"] for r in cli) / med(r["cpu"] for r in tf)
+    ok = wall <= GOAL_STARTUP
+    goals.append(["4. CLI start-up vs import tensorflow", f"<= {GOAL_STARTUP:.0%}", f"{wall:.1%} wall, {cpu:.1%} CPU", met(ok)])
+    return (
+        "## 4. CLI start-up\n\nFresh processes, alternating; the goal is judged on wall time (what a user waits).\n\n"
+        + table(["command", "wall s", "CPU-s", "max RSS MB"], rows)
+        + f"\n`dltrain --help` / `import tensorflow`: {wall:.1%} of the wall time, {cpu:.1%} of the CPU time "
+        f"(goal <= {GOAL_STARTUP:.0%}: {met(ok)}).\n"
+    )
+
+
+def scaling(section: dict[str, Any]) -> str:
+    cases = section["cases"]
+    base = next(c for c in cases if c["case"].startswith("1x"))
+
+    def cost(c: dict[str, Any]) -> float:
+        return med(e["cpu_seconds"] for e in measured_epochs(c))
+
+    base_per_image = cost(base) / base["train_images"]
+    base_rss = base["process"]["max_rss_mb"]
+    rows, verdicts = [], []
+    for c in cases:
+        per_image = cost(c) / c["train_images"]
+        rel = per_image / base_per_image
+        rows.append([
+            c["case"], f"{c['train_images']:,}", f"{c['parameters']:,}", f"{cost(c):.1f}",
+            f"{1000 * per_image:.2f}", f"{rel:.2f}", f"{med(e['seconds'] for e in measured_epochs(c)):.1f}",
+            f"{c['process']['max_rss_mb']:.0f}", f"{c['process']['max_rss_mb'] - base_rss:+.0f}",
+        ])  # fmt: skip
+        if c["case"].endswith("x data") and c is not base:
+            verdicts.append(abs(rel - 1) <= LINEAR_TOLERANCE)
+    linear = all(verdicts) if verdicts else None
+    growth = [
+        (c["process"]["max_rss_mb"] - base_rss) / (c["train_images"] - base["train_images"]) * 1000
+        for c in cases
+        if c["case"].endswith("x data") and c is not base
+    ]
+    return (
+        f"## 6. How cost grows\n\n`dltrain fit bench/configs/mnist_convnet.yaml`, {section['epochs_per_run']} "
+        "epoch(s) per run, data from an npz of the real training set repeated k times (`np.tile`); bigger "
+        "networks on the 1x data (`--set model.filters=...`). "
+        + ("CPU-s of the epochs after the first.\n\n" if section["epochs_per_run"] > 1
+           else "CPU-s of the one epoch, its tracing included (a few CPU-s at most: in section 1 a first epoch "
+                "costs about what the later ones do).\n\n")
+        + table(["case", "train images", "parameters", "CPU-s/epoch", "CPU-ms/image", "per image vs 1x",
+                 "wall-s/epoch", "max RSS MB", "RSS vs 1x MB"], rows)  # fmt: skip
+        + f"\nCPU time grows linearly with the data (per-image cost within {LINEAR_TOLERANCE:.0%} of 1x at every "
+        f"size): **{'yes' if linear else 'no' if linear is not None else 'n/a'}**. Peak memory grows by "
+        f"{spread(growth, '{:.2f}')} MB per 1,000 extra training images (784 bytes of uint8 pixels each = "
+        "0.78 MB per 1,000 per copy held).\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- page
+
+
+def longest_run_epoch_cpu(results: dict[str, Any]) -> float | None:
+    tta = results["sections"].get("time_to_accuracy")
+    if not tta or not tta["dltrain"]:
+        return None
+    longest = max(tta["dltrain"], key=lambda r: len(r["epochs"]))
+    return med(e["cpu_seconds"] for e in measured_epochs(longest))
+
+
+def commits(results: dict[str, Any]) -> str:
+    """The commit measured; per section when a re-run (--only) measured a later one."""
+    by_section = {name: s.get("dltrain_commit") for name, s in results["sections"].items()}
+    distinct = {c for c in by_section.values() if c}
+    if len(distinct) <= 1:
+        return next(iter(distinct), results["environment"]["dltrain_commit"])
+    return "; ".join(f"{name}: {c}" for name, c in by_section.items())
+
+
+def render(results: dict[str, Any]) -> str:
+    env, sections, plan = results["environment"], results["sections"], results["plan"]
+    goals: list[list[str]] = []
+    body: list[str] = []
+    if "throughput" in sections:
+        body.append(throughput(sections["throughput"], goals))
+    sweep = None
+    lr_text = ""
+    if "lr_find" in sections:
+        lr_text, sweep = lr_find_cost(sections["lr_find"], longest_run_epoch_cpu(results), goals)
+    if "time_to_accuracy" in sections:
+        body.append(time_to_accuracy(sections["time_to_accuracy"], sweep, goals))
+    if "throughput" in sections:
+        body.append(memory(sections["throughput"], goals))
+    if "startup" in sections:
+        body.append(startup(sections["startup"], goals))
+    if lr_text:
+        body.append(lr_text)
+    if "scaling" in sections:
+        body.append(scaling(sections["scaling"]))
+    goals.sort(key=lambda g: g[0])
+    load = f"{env['load_average_start'][0]:.1f} at the start, {env.get('load_average_end', [float('nan')])[0]:.1f} at the end"
+    header = (
+        "# dltrain benchmark results\n\n"
+        "Generated by `bench/run.py` (do not edit by hand; `bench/README.md` says how to run and read it).\n\n"
+        f"- Date: {results['date']}; mode **{plan['mode']}**; command `{results['command']}`; "
+        f"bench wall time {results.get('bench_wall_seconds', 0) / 60:.0f} min\n"
+        f"- Machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB, Linux {env['kernel']}; shared "
+        f"with other tenants (1-minute load average {load})\n"
+        f"- Versions: Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
+        f"PyTorch {env['torch']}, NumPy {env['numpy']}; dltrain commit {commits(results)}\n"
+        f"- Data: Fashion-MNIST from Debian's dataset-fashion-mnist, {results['train_images']:,} training images; "
+        "network: keras.io mnist_convnet with 'same' padding (conv32-pool-conv64-pool-dropout0.5-dense10), "
+        "batch 128, Adam 1e-3 (sections 1, 3, 6)\n"
+        "- CPU-s = user + system CPU time of the process; medians, with (min-max) over repeats\n\n"
+        "## Goals\n\n" + table(["goal", "target", "measured", ""], goals) + "\n"
+    )
+    return header + "\n".join(body)
