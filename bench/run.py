@@ -5,7 +5,7 @@ resident memory (ru_maxrss) are that process's alone. Per-epoch figures come fro
 (dltrain's metrics.csv ``cpu_seconds``; the plain scripts' JSON, both process CPU time of the epoch).
 Results go to results.json (every raw figure) and RESULTS.md (rendered from it by ``report.py``).
 
-    python bench/run.py                 # full: bench/RESULTS.md (about 75 min on 2 cores)
+    python bench/run.py                 # full: bench/RESULTS.md (45-75 min on 2 cores)
     python bench/run.py --mode quick    # one round, fewer runs: bench/out/RESULTS-quick.md
     python bench/run.py --mode smoke    # 2,048 images, 1-2 epochs: checks the plumbing in a few minutes
     python bench/run.py --only startup,lr_find   # re-run some sections, keep the others from results.json
