@@ -190,13 +190,13 @@ def write_data(work: Path, plan: Plan) -> None:
         arrays["y_train"] = arrays["y_train"][: plan.train_limit]
     work.mkdir(parents=True, exist_ok=True)
     base = work / "fashion_mnist.npz"
-    np.savez(base, **arrays)
+    np.savez(base, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first ** as allow_pickle
     repeated = {1: base}
     for k in plan.scale_factors:
         if k > 1:
             path = work / f"fashion_mnist_x{k}.npz"
             tiled = {**arrays, "x_train": np.tile(arrays["x_train"], (k, 1, 1)), "y_train": np.tile(arrays["y_train"], k)}
-            np.savez(path, **tiled)
+            np.savez(path, **tiled)  # type: ignore[arg-type]
             repeated[k] = path
     info = {"base": str(base), "repeated": {k: str(v) for k, v in repeated.items()}, "train_images": len(arrays["y_train"])}
     (work / "data.json").write_text(json.dumps(info))
@@ -256,11 +256,14 @@ def plain(runner: str, data: Path, epochs: int, out: Path, log: Path, test_each_
 
 def section_startup(plan: Plan, work: Path) -> dict[str, Any]:
     """``dltrain --help`` vs ``python -c 'import tensorflow'``, alternating."""
-    commands = {"dltrain --help": [DLTRAIN, "--help"], "import tensorflow": [PYTHON, "-c", "import tensorflow"]}
+    commands: dict[str, list[str | Path]] = {
+        "dltrain --help": [DLTRAIN, "--help"],
+        "import tensorflow": [PYTHON, "-c", "import tensorflow"],
+    }
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
     for i in range(plan.startup_repeats):
         for name, cmd in commands.items():
-            out[name].append(asdict(measure(list(cmd), work / "logs" / f"startup-{i}-{name.split()[0]}.log")))
+            out[name].append(asdict(measure(cmd, work / "logs" / f"startup-{i}-{name.split()[0]}.log")))
     return {"runs": out}
 
 
