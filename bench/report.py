@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 GOAL_DLTRAIN_VS_KERAS = 1.0  # images per CPU-second, dltrain / plain Keras
@@ -95,7 +96,14 @@ def throughput(section: dict[str, Any], goals: list[list[str]]) -> str:
         ok = med(paired) >= goal
         ratio_rows.append([f"dltrain / {other}", spread(paired, "{:.2f}"), spread(wall_paired, "{:.2f}"),
                            f">= {goal:.1f}x", met(ok)])  # fmt: skip
-        goals.append([f"1. throughput vs plain {other}", f">= {goal:.1f}x images/CPU-s", f"{med(paired):.2f}x", met(ok)])
+        goals.append(
+            [
+                f"1. throughput vs plain {other}",
+                f">= {goal:.1f}x images/CPU-s",
+                f"{med(paired):.2f}x",
+                met(ok),
+            ]
+        )
     out.append(table(["ratio", "per CPU-second", "per wall second", "goal (CPU)", ""], ratio_rows))
     return "".join(out)
 
@@ -109,7 +117,9 @@ def memory(section: dict[str, Any], goals: list[list[str]]) -> str:
     ]
     ok = med(paired) <= GOAL_MEMORY
     images = runs["dltrain"][0]["train_images"]
-    goals.append(["3. peak memory vs plain Keras", f"<= {GOAL_MEMORY}x max RSS", f"{med(paired):.2f}x", met(ok)])
+    goals.append(
+        ["3. peak memory vs plain Keras", f"<= {GOAL_MEMORY}x max RSS", f"{med(paired):.2f}x", met(ok)]
+    )
     return (
         "## 3. Peak memory\n\nMax RSS (`ru_maxrss` from `os.wait4`) of the throughput runs above: the same "
         f"{images:,} images, network and epochs. The plain script converts the images to float32 up front "
@@ -124,7 +134,9 @@ def _tta_dltrain(run: dict[str, Any], sweep_cpu: float | None) -> dict[str, Any]
     extra = sweep_cpu if run["lr_auto"] and sweep_cpu is not None else 0.0
     lr = run.get("learning_rate") or {}
     return {
-        "label": f"{run['total_epochs']} epochs" + (" (learning_rate auto)" if run["lr_auto"] else ""),
+        "label": (f"{Path(run['config']).name}, " if run.get("config") else "")
+        + f"{run['total_epochs']} epochs"
+        + (" (learning_rate auto)" if run["lr_auto"] else ""),
         "epochs": len(run["epochs"]),
         "cpu": train_cpu + extra,
         "wall": sum(e["seconds"] for e in run["epochs"]),
@@ -162,7 +174,7 @@ def time_to_accuracy(section: dict[str, Any], sweep_cpu: float | None, goals: li
     out.append(table(["epoch", "CPU-s", "cumulative CPU-s", "cumulative wall-s", "test accuracy",
                       "test scoring CPU-s (not counted)"], rows))  # fmt: skip
     runs = [_tta_dltrain(r, sweep_cpu) for r in section["dltrain"]]
-    out.append("\ndltrain, recommended config:\n\n")
+    out.append("\ndltrain, recommended configs (fashion_mnist_cnn.yaml unless named):\n\n")
     out.append(table(
         ["run", "epochs run", "training CPU-s", "training wall-s", "fit process CPU-s", "learning rate",
          "last val accuracy", "test accuracy"],
@@ -180,16 +192,27 @@ def time_to_accuracy(section: dict[str, Any], sweep_cpu: float | None, goals: li
     else:
         ok = None if not first90 else False
         measured = f"plain reached 90%: {'yes' if first90 else 'no'}; dltrain reached 90%: {'yes' if best90 else 'no'}"
-    goals.append(["2a. 90% test accuracy sooner than plain", f">= {GOAL_TO_90_SPEEDUP:.0f}x fewer CPU-s", measured, met(ok)])
+    goals.append(
+        [
+            "2a. 90% test accuracy sooner than plain",
+            f">= {GOAL_TO_90_SPEEDUP:.0f}x fewer CPU-s",
+            measured,
+            met(ok),
+        ]
+    )
     within = [r for r in runs if r["cpu"] <= plain_total]
     best = max(within, key=lambda r: r["test"]) if within else None
     ok2 = best is not None and best["test"] >= GOAL_FINAL_ACCURACY
-    goals.append([
-        "2b. accuracy within the plain script's CPU budget",
-        f">= {GOAL_FINAL_ACCURACY:.1%} in <= {plain_total:.0f} CPU-s",
-        f"{best['test']:.2%} in {best['cpu']:.0f} CPU-s ({best['label']})" if best else "no run within budget",
-        met(ok2),
-    ])
+    goals.append(
+        [
+            "2b. accuracy within the plain script's CPU budget",
+            f">= {GOAL_FINAL_ACCURACY:.1%} in <= {plain_total:.0f} CPU-s",
+            f"{best['test']:.2%} in {best['cpu']:.0f} CPU-s ({best['label']})"
+            if best
+            else "no run within budget",
+            met(ok2),
+        ]
+    )
     last = plain["epochs"][-1]
     out.append(
         f"\nPlain script: 90% after {first90[0] if first90 else 'never'} epochs"
@@ -199,7 +222,9 @@ def time_to_accuracy(section: dict[str, Any], sweep_cpu: float | None, goals: li
     return "".join(out)
 
 
-def lr_find_cost(section: dict[str, Any], epoch_cpu: float | None, goals: list[list[str]]) -> tuple[str, float | None]:
+def lr_find_cost(
+    section: dict[str, Any], epoch_cpu: float | None, goals: list[list[str]]
+) -> tuple[str, float | None]:
     per_step, sweeps, points = [], [], []
     for d, s in zip(section["default"], section["short"], strict=False):
         step = (d["process"]["cpu"] - s["process"]["cpu"]) / max(d["points"] - s["points"], 1)
@@ -231,7 +256,14 @@ def lr_find_cost(section: dict[str, Any], epoch_cpu: float | None, goals: list[l
         ok = frac <= GOAL_LR_FIND
         text.append(f" Sweep: {sweep:.1f} CPU-s; one epoch: {epoch_cpu:.1f} CPU-s; fraction **{frac:.1%}** "
                     f"(goal <= {GOAL_LR_FIND:.0%}: {met(ok)}).\n")  # fmt: skip
-        goals.append(["5. lr-find cost", f"<= {GOAL_LR_FIND:.0%} of an epoch", f"{frac:.1%} ({sweep:.1f} / {epoch_cpu:.1f} CPU-s)", met(ok)])
+        goals.append(
+            [
+                "5. lr-find cost",
+                f"<= {GOAL_LR_FIND:.0%} of an epoch",
+                f"{frac:.1%} ({sweep:.1f} / {epoch_cpu:.1f} CPU-s)",
+                met(ok),
+            ]
+        )
     else:
         text.append(" (no epoch figure: run the time_to_accuracy section too)\n")
     return "".join(text), sweep
@@ -245,7 +277,14 @@ def startup(section: dict[str, Any], goals: list[list[str]]) -> str:
     wall = med(r["wall"] for r in cli) / med(r["wall"] for r in tf)
     cpu = med(r["cpu"] for r in cli) / med(r["cpu"] for r in tf)
     ok = wall <= GOAL_STARTUP
-    goals.append(["4. CLI start-up vs import tensorflow", f"<= {GOAL_STARTUP:.0%}", f"{wall:.1%} wall, {cpu:.1%} CPU", met(ok)])
+    goals.append(
+        [
+            "4. CLI start-up vs import tensorflow",
+            f"<= {GOAL_STARTUP:.0%}",
+            f"{wall:.1%} wall, {cpu:.1%} CPU",
+            met(ok),
+        ]
+    )
     return (
         "## 4. CLI start-up\n\nFresh processes, alternating; the goal is judged on wall time (what a user waits).\n\n"
         + table(["command", "wall s", "CPU-s", "max RSS MB"], rows)
@@ -284,11 +323,26 @@ def scaling(section: dict[str, Any]) -> str:
         f"## 6. How cost grows\n\n`dltrain fit bench/configs/mnist_convnet.yaml`, {section['epochs_per_run']} "
         "epoch(s) per run, data from an npz of the real training set repeated k times (`np.tile`); bigger "
         "networks on the 1x data (`--set model.filters=...`). "
-        + ("CPU-s of the epochs after the first.\n\n" if section["epochs_per_run"] > 1
-           else "CPU-s of the one epoch, its tracing included (a few CPU-s at most: in section 1 a first epoch "
-                "costs about what the later ones do).\n\n")
-        + table(["case", "train images", "parameters", "CPU-s/epoch", "CPU-ms/image", "per image vs 1x",
-                 "wall-s/epoch", "max RSS MB", "RSS vs 1x MB"], rows)  # fmt: skip
+        + (
+            "CPU-s of the epochs after the first.\n\n"
+            if section["epochs_per_run"] > 1
+            else "CPU-s of the one epoch, its tracing included (a few CPU-s at most: in section 1 a first epoch "
+            "costs about what the later ones do).\n\n"
+        )
+        + table(
+            [
+                "case",
+                "train images",
+                "parameters",
+                "CPU-s/epoch",
+                "CPU-ms/image",
+                "per image vs 1x",
+                "wall-s/epoch",
+                "max RSS MB",
+                "RSS vs 1x MB",
+            ],
+            rows,
+        )  # fmt: skip
         + f"\nCPU time grows linearly with the data (per-image cost within {LINEAR_TOLERANCE:.0%} of 1x at every "
         f"size): **{'yes' if linear else 'no' if linear is not None else 'n/a'}**. Peak memory grows by "
         f"{spread(growth, '{:.2f}')} MB per 1,000 extra training images (784 bytes of uint8 pixels each = "

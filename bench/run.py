@@ -36,6 +36,8 @@ DLTRAIN = PYTHON.parent / "dltrain"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CONVNET = BENCH / "configs" / "mnist_convnet.yaml"  # the keras.io mnist_convnet network, dltrain terms
 RECOMMENDED = Path("configs") / "fashion_mnist_cnn.yaml"  # dltrain's recommended config, in dltrain_src()
+# Its quickest config (time to 90%): run as shipped, its own epoch count.
+FAST = Path("configs") / "fashion_mnist_fast.yaml"
 RUNNERS = ("keras", "dltrain", "torch")  # the order of every throughput round
 SECTIONS = ("startup", "throughput", "time_to_accuracy", "lr_find", "scaling")
 
@@ -82,7 +84,9 @@ def snapshot_head(dest: Path) -> Path:
     """``git archive HEAD dltrain configs`` into ``dest``; children import dltrain from it (PYTHONPATH)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "HEAD", "dltrain", "configs"], cwd=ROOT, capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "archive", "HEAD", "dltrain", "configs"], cwd=ROOT, capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
@@ -174,7 +178,9 @@ def prepare_data(work: Path, plan: Plan) -> DataFiles:
     cmd = [str(PYTHON), __file__, "--mode", plan.mode, "--prepare-data", str(work)]
     subprocess.run(cmd, check=True, cwd=ROOT, env=child_env())
     info = json.loads((work / "data.json").read_text())
-    return DataFiles(Path(info["base"]), {int(k): Path(v) for k, v in info["repeated"].items()}, info["train_images"])
+    return DataFiles(
+        Path(info["base"]), {int(k): Path(v) for k, v in info["repeated"].items()}, info["train_images"]
+    )
 
 
 def write_data(work: Path, plan: Plan) -> None:
@@ -195,10 +201,18 @@ def write_data(work: Path, plan: Plan) -> None:
     for k in plan.scale_factors:
         if k > 1:
             path = work / f"fashion_mnist_x{k}.npz"
-            tiled = {**arrays, "x_train": np.tile(arrays["x_train"], (k, 1, 1)), "y_train": np.tile(arrays["y_train"], k)}
+            tiled = {
+                **arrays,
+                "x_train": np.tile(arrays["x_train"], (k, 1, 1)),
+                "y_train": np.tile(arrays["y_train"], k),
+            }
             np.savez(path, **tiled)  # type: ignore[arg-type]
             repeated[k] = path
-    info = {"base": str(base), "repeated": {k: str(v) for k, v in repeated.items()}, "train_images": len(arrays["y_train"])}
+    info = {
+        "base": str(base),
+        "repeated": {k: str(v) for k, v in repeated.items()},
+        "train_images": len(arrays["y_train"]),
+    }
     (work / "data.json").write_text(json.dumps(info))
 
 
@@ -241,7 +255,9 @@ def dltrain_evaluate(run_dir: Path, log: Path) -> dict[str, Any]:
     return {"process": asdict(proc), "test_accuracy": metrics["accuracy"]}
 
 
-def plain(runner: str, data: Path, epochs: int, out: Path, log: Path, test_each_epoch: bool = False) -> dict[str, Any]:
+def plain(
+    runner: str, data: Path, epochs: int, out: Path, log: Path, test_each_epoch: bool = False
+) -> dict[str, Any]:
     script = BENCH / ("plain_keras.py" if runner == "keras" else "plain_torch.py")
     cmd: list[str | Path] = [PYTHON, script, "--data", data, "--epochs", str(epochs), "--out", out]
     if test_each_epoch:
@@ -278,9 +294,15 @@ def section_throughput(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any
             if runner == "dltrain":
                 result = dltrain_fit(CONVNET, work / "runs" / tag, sets, work / "logs" / f"{tag}.log")
             else:
-                result = plain(runner, data.base, plan.epochs, work / f"{tag}.json", work / "logs" / f"{tag}.log")
+                result = plain(
+                    runner, data.base, plan.epochs, work / f"{tag}.json", work / "logs" / f"{tag}.log"
+                )
             runs[runner].append({"round": rnd, **result})
-    return {"epochs_per_run": plan.epochs, "data": "fashion_mnist" if not plan.train_limit else str(data.base), "runs": runs}
+    return {
+        "epochs_per_run": plan.epochs,
+        "data": "fashion_mnist" if not plan.train_limit else str(data.base),
+        "runs": runs,
+    }
 
 
 def section_time_to_accuracy(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
@@ -300,6 +322,16 @@ def section_time_to_accuracy(plan: Plan, work: Path, data: DataFiles) -> dict[st
         fit = dltrain_fit(dltrain_src() / RECOMMENDED, run_dir, sets, work / "logs" / f"{tag}.log")
         evaluation = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-evaluate.log")
         dltrain_runs.append({"total_epochs": epochs, "lr_auto": auto, **fit, "evaluate": evaluation})
+    if (dltrain_src() / FAST).is_file():
+        tag = "tta-dltrain-fast"
+        print(f"time to accuracy: {tag}")
+        run_dir = work / "runs" / tag
+        fit = dltrain_fit(dltrain_src() / FAST, run_dir, list(data_sets), work / "logs" / f"{tag}.log")
+        evaluation = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-evaluate.log")
+        total = len(fit["epochs"])
+        dltrain_runs.append(
+            {"total_epochs": total, "lr_auto": False, "config": str(FAST), **fit, "evaluate": evaluation}
+        )
     return {"plain": plain_run, "dltrain": dltrain_runs}
 
 
@@ -324,14 +356,20 @@ def section_lr_find(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
 
 def section_scaling(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
     """dltrain's CPU and memory for 1x, 2x, 4x the training set, and for bigger networks on 1x."""
-    cases: list[tuple[str, Path, list[str]]] = [(f"{k}x data", data.repeated[k], []) for k in plan.scale_factors]
-    cases += [(name, data.base, [f"model.filters={filters}"]) for name, filters in plan.scaling_models.items()]
+    cases: list[tuple[str, Path, list[str]]] = [
+        (f"{k}x data", data.repeated[k], []) for k in plan.scale_factors
+    ]
+    cases += [
+        (name, data.base, [f"model.filters={filters}"]) for name, filters in plan.scaling_models.items()
+    ]
     out = []
     for i, (name, path, extra) in enumerate(cases):
         print(f"scaling: {name}")
         tag = f"scaling-{i}"
         sets = [f"train.epochs={plan.scaling_epochs}", *npz_sets(path), *extra]
-        out.append({"case": name, **dltrain_fit(CONVNET, work / "runs" / tag, sets, work / "logs" / f"{tag}.log")})
+        out.append(
+            {"case": name, **dltrain_fit(CONVNET, work / "runs" / tag, sets, work / "logs" / f"{tag}.log")}
+        )
     return {"epochs_per_run": plan.scaling_epochs, "cases": out}
 
 
@@ -355,10 +393,18 @@ def environment(source: str) -> dict[str, Any]:
             return "not installed"
 
     cpu_model = next(
-        (line.split(":", 1)[1].strip() for line in _sh(["lscpu"]).splitlines() if line.startswith("Model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in _sh(["lscpu"]).splitlines()
+            if line.startswith("Model name")
+        ),
         "unknown",
     )
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
     dirty = _sh(["git", "status", "--porcelain", "--", "dltrain", "configs"])
     commit = _sh(["git", "rev-parse", "--short=12", "HEAD"])
     return {
@@ -371,7 +417,9 @@ def environment(source: str) -> dict[str, Any]:
         "keras": ver("keras"),
         "torch": ver("torch"),
         "numpy": ver("numpy"),
-        "dltrain_commit": f"{commit} (snapshot of HEAD)" if source == "head" else commit + (" + uncommitted changes" if dirty else ""),
+        "dltrain_commit": f"{commit} (snapshot of HEAD)"
+        if source == "head"
+        else commit + (" + uncommitted changes" if dirty else ""),
         "load_average_start": os.getloadavg(),
     }
 
@@ -381,7 +429,9 @@ def environment(source: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="dltrain benchmark (issue 6).")
-    default_mode = "smoke" if os.environ.get("BENCH_SMOKE") else "quick" if os.environ.get("BENCH_QUICK") else "full"
+    default_mode = (
+        "smoke" if os.environ.get("BENCH_SMOKE") else "quick" if os.environ.get("BENCH_QUICK") else "full"
+    )
     parser.add_argument("--mode", choices=sorted(PLANS), default=default_mode)
     parser.add_argument("--only", help=f"comma-separated sections to (re)run: {', '.join(SECTIONS)}")
     parser.add_argument("--render", action="store_true", help="only re-render the report from results.json")
@@ -410,7 +460,9 @@ def main() -> None:
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
-    results: dict[str, Any] = json.loads(results_path.read_text()) if args.only and results_path.exists() else {}
+    results: dict[str, Any] = (
+        json.loads(results_path.read_text()) if args.only and results_path.exists() else {}
+    )
     results.setdefault("sections", {})
     work = BENCH / "out" / f"work-{plan.mode}"
     shutil.rmtree(work, ignore_errors=True)
