@@ -60,15 +60,20 @@ def active() -> list[Fault]:
     return parse(os.environ.get(ENV))
 
 
-def due(faults: list[Fault], *, epoch: int, step_in_epoch: int, global_step: int) -> Fault | None:
-    """The fault to fire after this step, if any."""
+def due(
+    faults: list[Fault], *, epoch: int, step_in_epoch: int, global_step: int, steps_run: int = 1
+) -> Fault | None:
+    """The fault to fire after a call that ran ``steps_run`` steps and ended at this step, if any.
+
+    A fault fires once, after the call whose steps include its step (exactly at it when calls run one step).
+    """
     for fault in faults:
-        if fault.at_checkpoint_write:
+        if fault.at_checkpoint_write or fault.step is None:
             continue
         if fault.epoch is not None:
-            if fault.epoch == epoch and fault.step == step_in_epoch:
+            if fault.epoch == epoch and step_in_epoch - steps_run < fault.step <= step_in_epoch:
                 return fault
-        elif fault.step == global_step:
+        elif global_step - steps_run < fault.step <= global_step:
             return fault
     return None
 
