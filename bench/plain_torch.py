@@ -70,7 +70,9 @@ def main() -> None:
             optimizer.step()
             loss_sum += loss.item() * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
-        record = EpochRecord(epoch, time.monotonic() - t0, cpu_seconds() - c0, loss_sum / len(y), correct / len(y))
+        record = EpochRecord(
+            epoch, time.monotonic() - t0, cpu_seconds() - c0, loss_sum / len(y), correct / len(y)
+        )
         log.epochs.append(record)
         print(f"epoch {epoch}: {record}", flush=True)
     log.write(args.out)
