@@ -36,8 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder  # noqa: E402
 from dltrain.data.images import load_image_folder, write_image_folder  # noqa: E402
-from dltrain.data.sources import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder  # noqa: E402
 
 JSON_OUT = REPO / "bench" / "out" / "image_folder_memory.json"
 SECTION_START = "<!-- image_folder_memory: start (written by bench/image_folder_memory.py) -->"

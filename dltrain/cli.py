@@ -162,13 +162,13 @@ def fit(
     set_tf_config_from_flags(workers, worker_index)
     setup_logging(verbose)
     if resume is not None:
-        from dltrain import commands
+        from dltrain.train import fit as commands
 
         outcome = commands.resume(resume, cfg)
     else:
         assert cfg is not None
         splits = _load_data(cfg)
-        from dltrain import commands
+        from dltrain.train import fit as commands
 
         outcome = commands.fit(cfg, runs_dir, run_dir, splits)
     result = outcome.result
@@ -197,7 +197,7 @@ def lr_find(
     cfg = _load(config, set_)
     setup_logging(verbose)
     splits = _load_data(cfg)
-    from dltrain import commands
+    from dltrain.train import fit as commands
 
     run_dir, result = commands.lr_find(cfg, runs_dir, splits)
     s = result.suggestion
@@ -224,7 +224,7 @@ def evaluate(
     if split not in ("test", "validation"):
         raise _fail(f"--split must be test or validation. Received: {split!r}.", 2)
     setup_logging(verbose)
-    from dltrain import evaluate as evaluation
+    from dltrain.report import evaluate as evaluation
 
     report = evaluation.evaluate_run(run, split, top_k=top_k)
     evaluation.print_report(report, stdout)
@@ -244,7 +244,7 @@ def data_inspect(
     cfg = _load(config, set_)
     splits = _load_data(cfg)
     from dltrain.errors import DataError
-    from dltrain.inspect import inspect_data, print_inspect
+    from dltrain.report.inspect_data import inspect_data, print_inspect
 
     report = inspect_data(cfg, splits, runs_dir)
     print_inspect(report, _out)

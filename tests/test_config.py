@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from dltrain.cli import app
 from dltrain.config import KINDS, Config, load_config, to_yaml
+from dltrain.config.yamlio import parse_yaml
 from dltrain.errors import ConfigError
 from dltrain.registry import Registry
-from dltrain.yamlio import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -329,12 +329,12 @@ def test_schema_kinds_and_config_kinds_match_the_registries() -> None:
     import dltrain.models  # noqa: F401  (imports keras; registers the model builders)
     from dltrain.config import json_schema
     from dltrain.data import DATASETS
-    from dltrain.data.sources import LOADER_MODULES
+    from dltrain.data.builtin import LOADER_MODULES
     from dltrain.models.common import MODELS
 
     for module in LOADER_MODULES.values():  # the newer kinds register when first used
         importlib.import_module(module)
-    from dltrain.optim import OPTIMIZERS, SCHEDULES
+    from dltrain.train.optimizers import OPTIMIZERS, SCHEDULES
 
     registries: dict[str, Registry[Any]] = {
         "data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,

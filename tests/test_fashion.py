@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dltrain.data.sources import DEBIAN_FASHION_DIR
+from dltrain.data.builtin import DEBIAN_FASHION_DIR
 from tests.conftest import run_dir_from, run_dltrain
 
 pytestmark = [

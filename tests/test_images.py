@@ -16,8 +16,8 @@ import yaml
 
 from dltrain.config import ImageFolderData
 from dltrain.data import Splits, load_splits
+from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder
 from dltrain.data.images import IMAGE_EXTENSIONS, read_images, safe_folder_name, write_image_folder
-from dltrain.data.sources import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder
 from dltrain.errors import DataError
 from tests.conftest import run_dir_from, run_dltrain
 
@@ -257,7 +257,7 @@ def test_image_extensions_are_what_tensorflow_decodes() -> None:
 
 
 def _pipeline(splits: Splits, split: str, batch_size: int = 32) -> Any:
-    from dltrain.pipeline import make_pipeline
+    from dltrain.data.pipeline import make_pipeline
 
     return make_pipeline(splits, split, batch_size)
 
@@ -278,7 +278,7 @@ def _held_bytes(obj: Any) -> int:
 
 
 def test_streaming_pipeline_holds_paths_not_pixels(split_root: Path) -> None:
-    from dltrain.pipeline_images import ImageFilePipeline
+    from dltrain.data.pipeline.images import ImageFilePipeline
 
     splits = load_splits(_cfg(split_root, image_size=[64, 64]), seed=1)
     pipe = _pipeline(splits, "train")
@@ -333,7 +333,7 @@ def test_other_formats_decode_in_grayscale_and_rgb(tmp_path: Path, fashion: dict
 
 
 def test_epoch_order_is_seeded_and_skip_batches_resumes_inside_an_epoch(split_root: Path) -> None:
-    from dltrain.pipeline import epoch_order
+    from dltrain.data.pipeline import epoch_order
 
     splits = load_splits(_cfg(split_root), seed=1)
     pipe = _pipeline(splits, "train", batch_size=32)

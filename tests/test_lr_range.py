@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from dltrain import lr_range
-from dltrain.lr_range import (
+from dltrain.lrfind import maths as lr_range
+from dltrain.lrfind.maths import (
     RULES,
     DivergenceTracker,
     LossSmoother,
@@ -39,7 +39,7 @@ def _curve(num_steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_module_is_pure_numpy() -> None:
-    code = "import sys, dltrain.lr_range, dltrain.schedules, dltrain.metrics, dltrain.plots; " + (
+    code = "import sys, dltrain.lrfind.maths, dltrain.train.schedules, dltrain.report.metrics, dltrain.report.plots; " + (
         "bad = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dltrain.metrics import confusion_matrix, cross_entropy, per_class_report, summary, top_losses
+from dltrain.report.metrics import confusion_matrix, cross_entropy, per_class_report, summary, top_losses
 
 
 def test_confusion_matrix_hand_example() -> None:

@@ -15,7 +15,7 @@ from dltrain.config import (
     SgdOptimizer,
     StepSchedule,
 )  # fmt: skip
-from dltrain.optim import TableSchedule, build_optimizer, lr_table
+from dltrain.train.optimizers import TableSchedule, build_optimizer, lr_table
 
 
 def test_table_schedule_looks_up_every_step_and_holds_the_last() -> None:

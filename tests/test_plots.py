@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dltrain import plots
-from dltrain.lr_range import exponential_lrs, smooth_losses
+from dltrain.lrfind.maths import exponential_lrs, smooth_losses
+from dltrain.report import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from dltrain import schedules
-from dltrain.schedules import constant, cosine, one_cycle, step_decay
+from dltrain.train import schedules
+from dltrain.train.schedules import constant, cosine, one_cycle, step_decay
 
 
 def test_constant() -> None:

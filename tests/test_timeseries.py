@@ -197,7 +197,7 @@ def test_timeseries_fit_evaluate_and_lr_find_through_the_cli(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "eval" / "test" / "metrics.json").read_text())
     assert summary["examples"] == 48 - 13 and summary["mae"] > 0 and summary["rmse"] >= summary["mae"]
-    # The naive forecast evaluate compares against (dltrain.evaluate reports it as "baseline").
+    # The naive forecast evaluate compares against (dltrain.report.evaluate reports it as "baseline").
     assert summary["baseline"]["name"] == "last value" and summary["baseline"]["mae"] > 0
     assert "last value" in proc.stdout
 

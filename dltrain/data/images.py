@@ -5,7 +5,7 @@ Two layouts, as fast.ai and Keras read them::
     root/train/<class>/*.png      root/valid/ (or val/, validation/) and root/test/ optional
     root/<class>/*.png            validation and test carved with data.validation_split / data.test_split
 
-Only the file list is kept in memory: the splits hold file paths and ``dltrain.pipeline_images`` decodes them
+Only the file list is kept in memory: the splits hold file paths and ``dltrain.data.pipeline.images`` decodes them
 per batch. Every file is opened with Pillow here, so a missing folder, an empty class or a corrupt image is
 an exit 3 naming the path and the config key before any model is built, not a tf.data error mid-epoch.
 ``read_images`` decodes a few files the way the TF pipeline does (bilinear, antialiased), for plots.
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.base import carve_indices
-from dltrain.data.sources import DATASETS, DEBIAN_FASHION_DIR, FASHION_CLASSES, RawData, read_idx_folder
+from dltrain.data.builtin import DATASETS, DEBIAN_FASHION_DIR, FASHION_CLASSES, RawData, read_idx_folder
+from dltrain.data.splits import carve_indices
 from dltrain.errors import DataError
 
 log = logging.getLogger(__name__)

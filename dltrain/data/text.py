@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.base import carve_indices
-from dltrain.data.sources import DATASETS, RawData
+from dltrain.data.builtin import DATASETS, RawData
+from dltrain.data.splits import carve_indices
 from dltrain.errors import ConfigError, DataError
 
 TEXT_EXTENSION = ".txt"

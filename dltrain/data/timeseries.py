@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.sources import DATASETS, RawData
+from dltrain.data.builtin import DATASETS, RawData
 from dltrain.data.tabular import Table, mostly_numeric, numeric_column, parse_number, read_table
 from dltrain.errors import ConfigError, DataError
 

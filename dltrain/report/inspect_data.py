@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from dltrain import plots
 from dltrain.config import Config, to_yaml
-from dltrain.data.base import SPLITS, Splits
+from dltrain.data.splits import SPLITS, Splits
 from dltrain.fsutil import atomic_write_json, atomic_write_text
+from dltrain.report import plots
 from dltrain.rundir import create_run_dir, write_config
 
 SAMPLES_PER_CLASS = 8

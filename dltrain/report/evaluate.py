@@ -17,11 +17,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dltrain import metrics, plots
 from dltrain.config import Config
 from dltrain.data import Splits, load_splits
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text
+from dltrain.report import metrics, plots
 from dltrain.rundir import read_run_config, read_run_json
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _load_model(path: Path, status: str) -> Any:
 
 def _local_runtime(cfg: Config) -> Any:
     """The run's strategy on this machine; a cluster strategy becomes the local choice (one process scores)."""
-    from dltrain.runtime import setup_runtime
+    from dltrain.train.runtime import setup_runtime
 
     runtime_cfg = cfg.runtime
     if runtime_cfg.strategy in ("multi_worker", "tpu"):
@@ -87,7 +87,7 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     _check_fits(model, splits, split)
     # A batch that divides over the replicas, as in fit; the last one may be short.
     batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
-    from dltrain.pipeline import make_pipeline
+    from dltrain.data.pipeline import make_pipeline
 
     data = make_pipeline(splits, split, batch_size).evaluation()  # image folders stream from disk here too
     outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)

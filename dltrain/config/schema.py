@@ -1,29 +1,22 @@
-"""The experiment config: a strict, frozen pydantic schema and its loader (DESIGN.md section 3).
+"""The experiment config's schema: strict, frozen pydantic models, one section per family.
 
-Every family (data, model, optimizer, schedule) picks its variant with a ``kind`` discriminator; unknown keys
-are errors with "did you mean"; every problem is reported at once with the file, the key path, its line,
-what was received and what is allowed. This module never imports TensorFlow.
+Every family (data, model, optimizer, schedule) picks its variant with a ``kind`` discriminator (``KINDS``);
+unknown keys are errors. Reading and validating a file is ``dltrain.config.loading``; turning pydantic's
+errors into one-line messages is ``dltrain.config.problems``. Light zone (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
-
-from dltrain.errors import ConfigError
-from dltrain.yamlio import KeyPath, parse_scalar, read_yaml_file
 
 
 class _Strict(BaseModel):
@@ -419,7 +412,6 @@ class Config(_Strict):
     lr_find: LrFindConfig = Field(default_factory=LrFindConfig)
 
 
-# ------------------------------------------------------------------------------------------- loading
 
 
 def _kinds(annotation: Any) -> dict[str, type[BaseModel]]:
@@ -439,269 +431,39 @@ KINDS: dict[str, dict[str, type[BaseModel]]] = {
     "schedule": _kinds(ScheduleConfig),
 }
 
-
-def _model_at(path: tuple[str | int, ...], raw: Any) -> type[BaseModel] | None:
-    """The pydantic class that validates the mapping at ``path`` (for did-you-mean suggestions)."""
-    cls: type[BaseModel] = Config
-    node = raw
-    for part in path:
-        if isinstance(part, int):
-            return None
-        field = cls.model_fields.get(part)
-        if field is None:
-            return None
-        node = node.get(part) if isinstance(node, dict) else None
-        if cls is Config and part in KINDS:
-            kind = node.get("kind") if isinstance(node, dict) else None
-            nxt = KINDS[part].get(kind) if isinstance(kind, str) else None
-            if nxt is None:
-                return None
-            cls = nxt
-            continue
-        ann = field.annotation
-        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
-        sub = next((a for a in candidates if issubclass(a, BaseModel)), None)
-        if sub is None:
-            return None
-        cls = sub
-    return cls
-
-
-def _clean_loc(loc: tuple[str | int, ...], raw: Any) -> tuple[str | int, ...]:
-    """Drop the discriminator tags pydantic inserts into locations (``model.cnn.filters``)."""
-    out: list[str | int] = []
-    node = raw
-    i = 0
-    while i < len(loc):
-        part = loc[i]
-        out.append(part)
-        node = (
-            node.get(part)
-            if isinstance(node, dict) and isinstance(part, str)
-            else (
-                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
-            )
-        )
-        if (
-            len(out) == 1
-            and part in KINDS
-            and isinstance(node, dict)
-            and i + 1 < len(loc)
-            and loc[i + 1] == node.get("kind")
-        ):
-            i += 1  # skip the tag
-        i += 1
-    # pydantic adds the literal/function name for unions of constrained types: drop non-key tails
-    return tuple(p for p in out if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-        else:
-            parts.append(p)
-    return ".".join(parts) or "(top level)"
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if not close:
-        # "lr_rate" vs "learning_rate": also try matching on a shared suffix or prefix
-        close = [o for o in options if o.endswith(word.split("_")[-1]) and "_" in word]
-    return f"; did you mean `{close[0]}`?" if close else ""
-
-
-def _format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], source: str) -> str:
-    loc = _clean_loc(tuple(err["loc"]), raw)
-    key = _dotted(loc)
-    line = None
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            line = lines[loc[:n]]
-            break
-    where = f"{source}:{line}" if line is not None else source
-    kind = err["type"]
-    received = err.get("input")
-    if kind == "extra_forbidden":
-        cls = _model_at(loc[:-1], raw)
-        allowed = sorted(cls.model_fields) if cls else []
-        hint = _did_you_mean(str(loc[-1]), allowed)
-        if not hint and len(loc) == 1:
-            # a section's key written at the top level (`epochs:` instead of `train.epochs:`)
-            nested = []
-            for sec in ("train", "runtime", "data", "model", "optimizer"):
-                sec_cls = _model_at((sec,), raw)
-                nested += [f"{sec}.{f}" for f in (sec_cls.model_fields if sec_cls else {})]
-            close = difflib.get_close_matches(
-                str(loc[-1]), [n.split(".")[1] for n in nested], n=1, cutoff=0.75
-            )
-            if close:
-                hint = f"; did you mean `{next(n for n in nested if n.endswith('.' + close[0]))}`?"
-        sep = " " if hint else ". "
-        allowed_txt = f"{sep}Allowed keys: {', '.join(allowed)}." if allowed else ("" if hint else ".")
-        return f"{where}: unknown key `{key}`{hint}{allowed_txt}"
-    if kind == "missing":
-        return f"{where}: missing required key `{key}`."
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        section = str(loc[0]) if loc else ""
-        options = sorted(KINDS.get(section, {}))
-        got = (
-            raw.get(section, {}).get("kind")
-            if isinstance(raw, dict) and isinstance(raw.get(section), dict)
-            else None
-        )
-        if kind == "union_tag_not_found":
-            return f"{where}: `{key}.kind` is missing. Set it to one of: {', '.join(options)}."
-        hint = _did_you_mean(str(got), options)
-        return f"{where}: `{key}.kind` received {got!r}; expected one of: {', '.join(options)}{hint}"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-        hint = _did_you_mean(str(received), options)
-        return f"{where}: `{key}` received {received!r}; expected one of: {', '.join(options)}{hint}"
-    if kind == "model_type" or kind == "model_attributes_type" or kind == "dict_type":
-        return f"{where}: `{key}` must be a mapping of keys to values. Received: {received!r}."
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
-    return f"{where}: `{key}` {msg[0].lower() + msg[1:]}. Received: {received!r}."
-
-
-DEFAULT_KINDS = {"optimizer": "adam", "schedule": "constant"}
-
-
-def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
-    if raw is None:
-        raise ConfigError(
-            f"{source}: the config is empty. Start from one in configs/, e.g. configs/digits_cnn.yaml."
-        )
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}:1: the top level must be a mapping of keys (name, data, model, ...), "
-            f"not a {type(raw).__name__}."
-        )
-    for section, kind in DEFAULT_KINDS.items():
-        # `optimizer: {learning_rate: 3e-3}` (or a --set on a section the file leaves out) means the default kind
-        if isinstance(raw.get(section), dict) and "kind" not in raw[section]:
-            raw = {**raw, section: {"kind": kind, **raw[section]}}
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        seen: set[str] = set()
-        for err in exc.errors(include_url=False):
-            text = _format_problem(dict(err), raw, lines, source)
-            if text not in seen:  # unions of constrained types can report one problem twice
-                seen.add(text)
-                problems.append(text)
-        problems.sort(key=lambda p: int(p.split(":")[1]) if p.split(":")[1].isdigit() else 0)
-        raise ConfigError(f"{source}: {len(problems)} problem(s) in the config", problems) from None
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set a.b=value`` overrides to a raw config mapping (values parsed as YAML)."""
-    problems = []
-    for item in overrides:
-        if "=" not in item:
-            problems.append(
-                f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.learning_rate=3e-3"
-            )
-            continue
-        dotted, _, text = item.partition("=")
-        keys = [k for k in dotted.strip().split(".")]
-        if not all(keys):
-            problems.append(f"--set {item!r}: empty key in {dotted!r}")
-            continue
-        try:
-            value = parse_scalar(text)
-        except ConfigError as exc:
-            problems.append(f"--set {item!r}: {'; '.join(exc.problems) or exc.message}")
-            continue
-        node = raw
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[k] = nxt
-            node = nxt
-        node[keys[-1]] = value
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in --set", problems)
-    return raw
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate a config file.
-
-    Raises:
-        ConfigError: with every problem found; the CLI turns it into exit code 2.
-    """
-    source = Path(path)
-    raw, lines = read_yaml_file(source)
-    if overrides:
-        if raw is None:
-            raw = {}
-        if isinstance(raw, dict):
-            raw = apply_overrides(raw, overrides)
-    return _validate(raw, lines, str(source))
-
-
-def load_config_text(text: str, source: str = "<config>") -> Config:
-    """Validate a config given as YAML text (used for configs stored in a run directory)."""
-    from dltrain.yamlio import parse_yaml
-
-    raw, lines = parse_yaml(text, source)
-    return _validate(raw, lines, source)
-
-
-def _kind_first(node: Any) -> Any:
-    if isinstance(node, dict):
-        ordered = {"kind": node["kind"]} if "kind" in node else {}
-        ordered.update({k: _kind_first(v) for k, v in node.items() if k != "kind"})
-        return ordered
-    return node
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain data, every default filled in."""
-    return _kind_first(json.loads(cfg.model_dump_json()))
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style for mappings, flow style for short lists of scalars (``filters: [32, 64]``)."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
-    flow = all(not isinstance(x, dict | list) for x in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(list, _represent_list)
-
-
-def to_yaml(cfg: Config) -> str:
-    return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of the config, for editor completion (yaml-language-server)."""
-    schema = Config.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "dltrain experiment config"
-    return schema
-
-
-def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Key paths whose values differ between two resolved configs."""
-    out: list[str] = []
-    for key in sorted(set(old) | set(new)):
-        path = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(diff_configs(a, b, path + "."))
-        elif a != b:
-            out.append(path)
-    return out
+__all__ = [
+    "Activation",
+    "AdamOptimizer",
+    "AdamWOptimizer",
+    "Augment",
+    "CnnModel",
+    "Config",
+    "ConstantSchedule",
+    "CosineSchedule",
+    "CsvData",
+    "DataConfig",
+    "DenseModel",
+    "DigitsData",
+    "EarlyStopping",
+    "FashionMnistData",
+    "IdxData",
+    "ImageFolderData",
+    "KINDS",
+    "LrFindConfig",
+    "MnistData",
+    "ModelConfig",
+    "Monitor",
+    "NpzData",
+    "OneCycleSchedule",
+    "OptimizerConfig",
+    "RmspropOptimizer",
+    "RnnModel",
+    "RuntimeConfig",
+    "ScheduleConfig",
+    "SgdOptimizer",
+    "StepSchedule",
+    "Task",
+    "TextFolderData",
+    "TimeseriesCsvData",
+    "TrainConfig",
+]

@@ -312,7 +312,7 @@ def load_splits(cfg: Any, seed: int) -> Splits:
     import importlib
     import inspect
 
-    from dltrain.data.sources import DATASETS, LOADER_MODULES
+    from dltrain.data.builtin import DATASETS, LOADER_MODULES
 
     if cfg.kind in LOADER_MODULES:
         importlib.import_module(LOADER_MODULES[cfg.kind])  # registers the loader

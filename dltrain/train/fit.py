@@ -15,15 +15,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from dltrain import plots
-from dltrain.checkpoints import clean_leftovers
 from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.data.base import write_data_files
+from dltrain.data.splits import write_data_files
 from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
-from dltrain.lr_finder import LrFindResult, run_lr_find, write_lr_find
+from dltrain.lrfind.result import LrFindResult, write_lr_find
 from dltrain.models.cnn import check_input_shape
+from dltrain.report import plots
 from dltrain.rundir import (
     METRICS_FILE,
     RunLock,
@@ -35,9 +34,11 @@ from dltrain.rundir import (
     read_run_json,
     write_config,
 )
-from dltrain.runtime import Runtime, setup_runtime
-from dltrain.stopping import stop_on_signals
-from dltrain.trainer import Fit, FitResult
+from dltrain.train.checkpoints import clean_leftovers
+from dltrain.train.loop import Fit, FitResult
+from dltrain.train.lr_sweep import run_lr_find
+from dltrain.train.runtime import Runtime, setup_runtime
+from dltrain.train.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from dltrain import faults
 from dltrain.errors import RunDirError
+from dltrain.testing import faults
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ OFFLINE_HINT = "or try an offline config such as configs/digits_cnn.yaml"
 class RawData:
     """What a loader returns. Loaders that carve their own validation split (chronological series, tables
     whose statistics must come from the training rows only) return ``x_val``; otherwise ``load_splits`` carves
-    it with the seed. The fields after ``notes`` are for the newer kinds; see ``dltrain.data.base.Splits``."""
+    it with the seed. The fields after ``notes`` are for the newer kinds; see ``dltrain.data.splits.Splits``."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -275,7 +275,7 @@ def load_digits(cfg: Any) -> RawData:
     bunch = sk_load_digits()
     x = bunch.images.astype(np.uint8)  # values 0..16
     y = bunch.target.astype(np.int64)
-    from dltrain.data.base import carve
+    from dltrain.data.splits import carve
 
     x_train, y_train, x_test, y_test = carve(x, y, cfg.test_split, DIGITS_TEST_SEED, "data.test_split")
     return RawData(

@@ -22,19 +22,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dltrain import faults
-from dltrain.checkpoints import TrainingState
 from dltrain.config import Config
 from dltrain.console import EpochProgress, epoch_line
 from dltrain.data import Splits
+from dltrain.data.pipeline import Pipeline, make_pipeline
 from dltrain.errors import ConfigError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.fsutil import fsync_dir
 from dltrain.models import build_model, with_outputs
-from dltrain.optim import TableSchedule, build_optimizer, lr_table
-from dltrain.pipeline import Pipeline, make_pipeline
 from dltrain.rundir import METRICS_FILE, MetricsLog, read_metrics
-from dltrain.runtime import Runtime
-from dltrain.stopping import StopRequest
+from dltrain.testing import faults
+from dltrain.train.checkpoints import TrainingState
+from dltrain.train.optimizers import TableSchedule, build_optimizer, lr_table
+from dltrain.train.runtime import Runtime
+from dltrain.train.signals import StopRequest
 
 log = logging.getLogger(__name__)
 

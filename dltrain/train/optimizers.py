@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedules from the config.
 
-Schedules are computed by the pure functions of ``dltrain.schedules`` as one learning rate per step; the
+Schedules are computed by the pure functions of ``dltrain.train.schedules`` as one learning rate per step; the
 TensorFlow side only looks the step up in that table, so what is tested in NumPy is what trains.
 """
 
@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dltrain import schedules
 from dltrain.registry import Registry
+from dltrain.train import schedules
 
 OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
 SCHEDULES: Registry[Callable[..., np.ndarray]] = Registry("schedule")

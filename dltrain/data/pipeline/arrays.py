@@ -2,30 +2,16 @@
 
 The order of an epoch is a permutation drawn from (seed, epoch), so any epoch can be rebuilt exactly when a
 run resumes, and the first ``skip`` batches can be skipped without replaying them. Image folders stream from
-disk (``dltrain.pipeline_images``) under the same contract.
+disk (``dltrain.data.pipeline.images``) under the same contract (``dltrain.data.pipeline.Pipeline``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
-
-class Pipeline(Protocol):
-    size: int
-    batch_size: int
-
-    @property
-    def steps(self) -> int: ...
-
-    def train(
-        self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0
-    ) -> tf.data.Dataset: ...
-
-    def evaluation(self) -> tf.data.Dataset: ...
 
 
 def epoch_order(size: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -96,14 +82,3 @@ class ArrayPipeline:
 
     def evaluation(self) -> tf.data.Dataset:
         return self.dataset(np.arange(self.size))
-
-
-def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
-    """The input pipeline of ``split``: in memory, or streamed from image files."""
-    x, y = splits.get(split)
-    y = targets_for_training(splits, y)
-    if splits.input_kind == "image_files":
-        from dltrain.pipeline_images import ImageFilePipeline
-
-        return ImageFilePipeline(x, y, batch_size, splits)
-    return ArrayPipeline(x, y, batch_size)

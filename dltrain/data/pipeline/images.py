@@ -1,6 +1,6 @@
 """tf.data input that streams image files from disk: read, decode and resize per example, batched.
 
-Same contract as ``dltrain.pipeline.ArrayPipeline``: the order of an epoch is a permutation drawn from
+Same contract as ``dltrain.data.pipeline.arrays.ArrayPipeline``: the order of an epoch is a permutation drawn from
 (seed, epoch), ``skip_batches`` skips the first batches of an epoch without reading their files, batches
 are (float32 pixels in 0..255, targets). Only the file paths live in memory, so memory stays flat however
 large the folder; ``data.cache: true`` decodes every image once into a uint8 array instead (small folders,
@@ -17,9 +17,9 @@ import math
 from typing import Any
 
 import numpy as np
-import tensorflow as tf  # noqa: TID253 (TF zone: imported by dltrain.pipeline inside a command body)
+import tensorflow as tf
 
-from dltrain.pipeline import ArrayPipeline, distribute_options, epoch_order
+from dltrain.data.pipeline.arrays import ArrayPipeline, distribute_options, epoch_order
 
 
 def _needs_rgb_decode(raw: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,1 @@
+"""One module per command: the body the CLI dispatches to. See docs/architecture.md."""
