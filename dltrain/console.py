@@ -23,6 +23,26 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 
+def result_line(text: str) -> None:
+    """A result line on stdout, never wrapped (paths stay copyable)."""
+    sys.stdout.write(text + "\n")
+
+
+def escape(text: str) -> str:
+    """Text shown through Rich markup as it is (a path with [brackets] stays a path)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def warn(text: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {escape(text)}")
+
+
+def error(text: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True, soft_wrap=True)
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Configure logging once: Rich on a terminal, plain lines when stderr is a file or pipe."""
     level = logging.DEBUG if verbose else logging.INFO

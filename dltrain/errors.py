@@ -1,4 +1,4 @@
-"""Errors a user can act on, each with its own exit code (DESIGN.md section 6).
+"""Errors a user can act on, each with its own exit code (docs/architecture.md, "Exit codes").
 
 Anything that is not a ``DltrainError`` is a bug: the CLI lets it keep its traceback and exits 1.
 """

@@ -1,4 +1,4 @@
-"""MultiWorkerMirroredStrategy as two real `dltrain fit` processes on 127.0.0.1 (DESIGN.md section 2)."""
+"""MultiWorkerMirroredStrategy as two real `dltrain fit` processes on 127.0.0.1 (docs/architecture.md, "Strategies")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Never lose training (RELIABILITY.md rows 1-12): real kills, signals, torn and damaged files, full disks.
+"""Never lose training (docs/architecture.md, "Faults it survives", rows 1-12): real kills, signals, torn and damaged files, full disks.
 
 Every test runs the installed ``dltrain`` in a subprocess, breaks it for real (the ``DLTRAIN_FAULT`` hook
 picks the exact step), resumes it, and compares with one uninterrupted run of the same seeded config.

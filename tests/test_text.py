@@ -203,7 +203,7 @@ def test_loader_module_stays_out_of_tensorflow() -> None:
 def test_vocabulary_is_learned_from_the_training_texts_only(tmp_path: Path) -> None:
     """Validation carved with the seed: its files get a word of their own, which must not reach the
     vocabulary (carving depends on the labels and the seed only, so the second load holds out the same files)."""
-    from dltrain.train.loop import prepare_stem
+    from dltrain.train.step import prepare_stem
 
     root = tmp_path / "corpus"
     _write_texts(root, 10, extra=ONLY_TRAIN)

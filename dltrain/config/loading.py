@@ -18,7 +18,9 @@ from dltrain.errors import ConfigError
 DEFAULT_KINDS = {"optimizer": "adam", "schedule": "constant"}
 
 
-def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
+def _validate(
+    raw: Any, lines: dict[KeyPath, int], source: str, origins: dict[KeyPath, str] | None = None
+) -> Config:
     if raw is None:
         raise ConfigError(
             f"{source}: the config is empty. Start from one in configs/, e.g. configs/digits_cnn.yaml."
@@ -38,7 +40,7 @@ def _validate(raw: Any, lines: dict[KeyPath, int], source: str) -> Config:
         problems = []
         seen: set[str] = set()
         for err in exc.errors(include_url=False):
-            text = format_problem(dict(err), raw, lines, source)
+            text = format_problem(dict(err), raw, lines, source, origins)
             if text not in seen:  # unions of constrained types can report one problem twice
                 seen.add(text)
                 problems.append(text)
@@ -86,12 +88,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """
     source = Path(path)
     raw, lines = read_yaml_file(source)
+    origins: dict[KeyPath, str] = {}
     if overrides:
         if raw is None:
             raw = {}
         if isinstance(raw, dict):
             raw = apply_overrides(raw, overrides)
-    return _validate(raw, lines, str(source))
+            for item in overrides:
+                origins[tuple(k.strip() for k in item.partition("=")[0].split("."))] = item
+    return _validate(raw, lines, str(source), origins)
 
 
 def load_config_text(text: str, source: str = "<config>") -> Config:

@@ -85,15 +85,24 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
-def format_problem(err: dict[str, Any], raw: Any, lines: dict[KeyPath, int], source: str) -> str:
+def format_problem(
+    err: dict[str, Any],
+    raw: Any,
+    lines: dict[KeyPath, int],
+    source: str,
+    origins: dict[KeyPath, str] | None = None,
+) -> str:
+    """One line for one pydantic error. ``origins``: key paths set by ``--set``, with the flag as typed; a
+    problem under one of them names the flag, not a line of the file."""
     loc = _clean_loc(tuple(err["loc"]), raw)
     key = _dotted(loc)
+    flag = next((text for path, text in (origins or {}).items() if loc[: len(path)] == path), None)
     line = None
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
             line = lines[loc[:n]]
             break
-    where = f"{source}:{line}" if line is not None else source
+    where = f"--set {flag}" if flag is not None else f"{source}:{line}" if line is not None else source
     kind = err["type"]
     received = err.get("input")
     if kind == "extra_forbidden":

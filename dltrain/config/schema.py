@@ -7,6 +7,7 @@ errors into one-line messages is ``dltrain.config.problems``. Light zone (docs/a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -333,6 +334,25 @@ class EarlyStopping(_Strict):
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+_CALLBACK_CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _callback(value: Any) -> dict[str, Any]:
+    """``{class: "package.module:ClassName", <keyword arguments>}``: checked here, imported only at fit time."""
+    if not isinstance(value, dict):
+        raise ValueError('must be a mapping like {class: "package.module:ClassName", ...keyword arguments}')
+    name = value.get("class")
+    if not isinstance(name, str) or not _CALLBACK_CLASS.match(name):
+        raise ValueError(
+            'needs `class: "package.module:ClassName"` (a module path, a colon, a class name), '
+            'e.g. "keras.callbacks:CSVLogger"'
+        )
+    return value
+
+
+CallbackSpec = Annotated[dict[str, Any], BeforeValidator(_callback)]
+
+
 class TrainConfig(_Strict):
     epochs: PositiveInt = 10
     monitor: Monitor = Field(
@@ -349,6 +369,13 @@ class TrainConfig(_Strict):
     checkpoint_every_steps: PositiveInt | None = Field(
         None,
         description="Also checkpoint every N steps inside an epoch, so a killed run resumes at that step.",
+    )
+    callbacks: list[CallbackSpec] = Field(
+        default_factory=list,
+        description='Your own event handlers: {class: "package.module:ClassName", <its keyword arguments>}, a '
+        "dltrain.train.events.Handler subclass or a Keras callback that works in a custom loop (CSVLogger, "
+        "EarlyStopping, LambdaCallback, TerminateOnNaN, your keras.callbacks.Callback subclasses). Their state is "
+        "not restored on --resume.",
     )
 
 
@@ -402,7 +429,9 @@ class Config(_Strict):
     """A whole experiment."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
-    seed: Annotated[int, Field(ge=0)] = 42
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
+        42, description="Seeds weights, shuffling and splits: 0 to 2**32 - 1 (TensorFlow's and NumPy's range)."
+    )
     data: DataConfig
     model: ModelConfig
     optimizer: OptimizerConfig = Field(default_factory=lambda: AdamOptimizer(kind="adam"))

@@ -27,6 +27,11 @@ _FLOAT_RE = re.compile(
 
 KeyPath = tuple[str | int, ...]
 
+MAX_CONFIG_BYTES = 1_000_000
+"""A config is a few kilobytes; anything near a megabyte is a mistake (or an attack), refused before parsing."""
+MAX_VALUES = 100_000
+"""Values a config may expand to with its aliases resolved (a "billion laughs" file expands exponentially)."""
+
 
 # YAML 1.2 core-schema booleans. YAML 1.1 also reads yes/no/on/off as booleans, so `mixed_precision: off`
 # arrived as False and was rejected; bool fields still accept "yes"/"on"/... through pydantic.
@@ -87,6 +92,48 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
+def _check_expansion(node: yaml.Node, source: str) -> None:
+    """Refuse a recursive alias, and a tree that expands past ``MAX_VALUES`` values once aliases are resolved.
+
+    Sizes are counted once per node (an alias is the same node object), so this costs the size of the file,
+    not of its expansion.
+    """
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise ConfigError(
+                f"{_where(source, n)}: a YAML alias refers to itself (a recursive anchor); "
+                "a config is a tree: write the value out."
+            )
+        visiting.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > MAX_VALUES:
+                    break
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                total += size(item)
+                if total > MAX_VALUES:
+                    break
+        visiting.discard(key)
+        sizes[key] = total
+        if total > MAX_VALUES:
+            raise ConfigError(
+                f"{_where(source, n)}: this value expands to more than {MAX_VALUES:,} values (through YAML "
+                "aliases, or a very long list); a config holds settings, not data. Point data.path at a file."
+            )
+        return total
+
+    size(node)
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse ``text`` strictly.
 
@@ -96,11 +143,17 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
     Raises:
         ConfigError: on a syntax error (with line:column) or duplicate keys.
     """
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source}: {len(text) / 1e6:.1f} MB is too large for a config (at most {MAX_CONFIG_BYTES // 1_000_000} MB); "
+            "a config holds settings, not data. Point data.path at a data file."
+        )
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _check_expansion(node, source)
         builder = _Builder(loader, source)
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
@@ -119,15 +172,30 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
 
 
 def read_yaml_file(path: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """Read and parse a YAML file; a missing or unreadable file is a ``ConfigError``."""
+    """Read and parse a YAML file; a missing, unreadable, binary or oversized file is a ``ConfigError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {size / 1e6:.1f} MB is too large for a config (at most {MAX_CONFIG_BYTES // 1_000_000} MB); "
+                "a config holds settings, not data. Point data.path at a data file."
+            )
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found. Check the path.") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a YAML config file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (not UTF-8 at byte {exc.start}); a config is a YAML text file. "
+            "Check the path."
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (it holds NUL bytes); a config is a YAML text file.")
     return parse_yaml(text, str(path))
 
 

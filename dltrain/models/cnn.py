@@ -6,7 +6,6 @@ from typing import Any
 
 import keras
 
-from dltrain.errors import ConfigError
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
 
 
@@ -24,20 +23,10 @@ def _conv_block(x: keras.KerasTensor, filters: int, cfg: Any) -> keras.KerasTens
     return x
 
 
-def check_input_shape(input_shape: tuple[int, ...]) -> None:
-    """A CNN needs images; called before the run directory exists so a mismatch leaves nothing behind."""
-    if len(input_shape) not in (2, 3):
-        raise ConfigError(
-            f"`model.kind` cnn needs images (height, width[, channels]); the data has shape {input_shape}. "
-            "Use model.kind dense or rnn for this data."
-        )
-
-
 @MODELS.register("cnn")
 def build_cnn(
     cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
-    check_input_shape(input_shape)
     inputs, x = input_stem(input_shape, scale, stem)
     if len(input_shape) == 2:
         x = keras.layers.Reshape((*input_shape, 1))(x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from rich.table import Table
 from dltrain.config import Config
 from dltrain.data import Splits, load_splits
 from dltrain.errors import DataError, RunDirError
-from dltrain.fsutil import atomic_write_json, atomic_write_text
+from dltrain.fsutil import atomic_write_json, atomic_write_text, file_sha256
 from dltrain.report import metrics, plots
-from dltrain.rundir import read_run_config, read_run_json
+from dltrain.rundir import SCHEMA_VERSION, read_run_config, read_run_json
+from dltrain.rundir.lock import describe_owner, live_owner
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,57 @@ def _load_model(path: Path, status: str) -> Any:
     if not path.is_file():
         hint = "the run has not finished" if status == "running" else f"the run's status is {status!r}"
         raise RunDirError(f"{path}: no model in this run ({hint}). Train it with dltrain fit first.")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise RunDirError(f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged.")
     import keras
 
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean one thing: the file is unusable
+        text = str(exc).replace("File not found", "cannot read it")[:200]
+        raise RunDirError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {text}).") from None
+
+
+def check_not_training(run_dir: Path, what: str) -> None:
+    """Refuse a run that a fit is writing now (its model.keras is about to be replaced)."""
+    owner = live_owner(run_dir)
+    if owner is not None:
         raise RunDirError(
-            f"{path}: cannot load the model ({type(exc).__name__}: {str(exc)[:200]})."
-        ) from None
+            f"{run_dir}: a fit is training this run now ({describe_owner(owner)}, {owner['why']}); {what} would "
+            "score a model.keras that the fit then replaces. Wait for it to finish."
+        )
+
+
+def check_writable(folder: Path) -> None:
+    """Exit 5 naming ``folder`` before any work when results cannot be written there."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"{probe}: not writable by this user; evaluate writes its results into the run directory. "
+            "Copy the run to a folder you own (cp -r RUN mine/) and evaluate the copy."
+        )
+
+
+def model_record(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Which model is scored: the epoch and checksum fit exported, checked against the file now there."""
+    path = run_dir / "model.keras"
+    sha = file_sha256(path)
+    exported = record.get("exported") if isinstance(record.get("exported"), dict) else None
+    best: dict[str, Any] = record.get("best") or {}
+    out: dict[str, Any] = {
+        "file": "model.keras",
+        "sha256": sha,
+        "epoch": exported.get("epoch") if exported else best.get("epoch"),
+    }
+    if exported is not None:
+        out["matches_fit"] = exported.get("sha256") == sha
+        if not out["matches_fit"]:
+            log.warning("%s is not the model fit exported (checksum differs): scoring the file as it is now", path)
+    return out
 
 
 def _local_runtime(cfg: Config) -> Any:
@@ -71,6 +116,8 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
     record = read_run_json(run_dir)
+    check_not_training(run_dir, "evaluate")
+    check_writable(run_dir / "eval" / split)
     cfg = read_run_config(run_dir)
     splits = load_splits(cfg.data, cfg.seed)
     x, y = splits.get(split)
@@ -94,6 +141,8 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     out_dir = run_dir / "eval" / split
     out_dir.mkdir(parents=True, exist_ok=True)
     common = {
+        "schema_version": SCHEMA_VERSION,
+        "model": model_record(run_dir, record),
         "split": split,
         "examples": int(len(y)),
         "task": splits.task,

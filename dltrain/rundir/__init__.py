@@ -9,6 +9,7 @@ from dltrain.rundir.paths import (
     LOCK_FILE,
     METRICS_FILE,
     RUN_FILE,
+    SCHEMA_VERSION,
     create_named_run_dir,
     create_run_dir,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "LOCK_FILE",
     "METRICS_FILE",
     "RUN_FILE",
+    "SCHEMA_VERSION",
     "MetricsLog",
     "RunLock",
     "RunRecord",

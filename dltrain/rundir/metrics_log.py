@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
 from typing import Any
 
+from dltrain.errors import RunDirError
 from dltrain.fsutil import atomic_write_text
 
 
@@ -22,6 +24,7 @@ class MetricsLog:
 
     def keep_epochs_up_to(self, epoch: int) -> None:
         """Drop rows after ``epoch`` (epochs a killed run finished but never checkpointed; they are redone)."""
+        read_metrics(self.path)  # a corrupt file is exit 5 naming it, before anything is rewritten
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
         if not lines:
             return
@@ -54,15 +57,25 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
     rows = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for raw in csv.DictReader(fh):
-            row: dict[str, float] = {}
-            for key, value in raw.items():
-                if key is None or value in (None, ""):
-                    continue
-                try:
-                    row[key] = float(value)
-                except ValueError:
-                    continue
-            rows.append(row)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunDirError(
+            f"{path}: corrupt (not text at byte {exc.start}). Restore it, or move it aside to resume without "
+            "the earlier epochs' rows."
+        ) from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: unreadable ({exc.strerror or exc}).") from None
+    if "\x00" in text:
+        raise RunDirError(f"{path}: corrupt (it holds NUL bytes). Restore it, or move it aside to resume.")
+    for raw in csv.DictReader(io.StringIO(text, newline="")):
+        row: dict[str, float] = {}
+        for key, value in raw.items():
+            if key is None or value in (None, ""):
+                continue
+            try:
+                row[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        rows.append(row)
     return rows

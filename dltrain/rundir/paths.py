@@ -8,11 +8,13 @@ from pathlib import Path
 from dltrain.errors import RunDirError
 from dltrain.fsutil import fsync_dir
 
+SCHEMA_VERSION = 1
+"""Version of the files dltrain writes for machines (run.json, data/state.json, eval/*/metrics.json, ...).
+Runs made before it existed have none and read as 0; a newer one is refused with a clear message."""
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.csv"
 LOCK_FILE = ".lock"
-
 
 
 def create_run_dir(runs_root: Path, name: str, *, suffix: str = "") -> Path:

@@ -20,7 +20,8 @@ from dltrain import __version__
 from dltrain.config import Config, load_config_text
 from dltrain.errors import ConfigError, DltrainError, Interrupted, NonFiniteLossError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text
-from dltrain.rundir.paths import CONFIG_FILE, RUN_FILE
+from dltrain.rundir.lock import RunLock
+from dltrain.rundir.paths import CONFIG_FILE, RUN_FILE, SCHEMA_VERSION
 
 
 def _now() -> str:
@@ -41,9 +42,12 @@ def git_commit() -> str | None:
 class RunRecord:
     """``run.json``: what ran, where, with what, and how it ended. Rewritten atomically on each update."""
 
-    def __init__(self, run_dir: Path, command: str, seed: int) -> None:
+    def __init__(self, run_dir: Path, command: str, seed: int, lock: RunLock | None = None) -> None:
+        """``lock``: the run's lock; once another process has taken it over, this record writes nothing more."""
         self.path = run_dir / RUN_FILE
+        self.lock = lock
         self.data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "dltrain_version": __version__,
             "command": command,
             "argv": sys.argv,
@@ -63,10 +67,11 @@ class RunRecord:
         self.save()
 
     @classmethod
-    def reopen(cls, run_dir: Path, command: str) -> RunRecord:
+    def reopen(cls, run_dir: Path, command: str, lock: RunLock | None = None) -> RunRecord:
         """Continue an existing run's record (``--resume``): earlier fields are kept, the restart is logged."""
         record = cls.__new__(cls)
         record.path = run_dir / RUN_FILE
+        record.lock = lock
         record.data = read_run_json(run_dir)
         record._t0 = time.monotonic()
         record._prior = (
@@ -77,7 +82,10 @@ class RunRecord:
         restarts.append(
             {"at": _now(), "argv": sys.argv, "pid": os.getpid(), "previous_status": record.data.get("status")}
         )
-        record.data.update(status="running", finished=None, pid=os.getpid(), command=command)
+        record.data.update(
+            status="running", finished=None, pid=os.getpid(), host=socket.gethostname(), command=command
+        )
+        record.data["schema_version"] = SCHEMA_VERSION
         record.data.pop("reason", None)
         record.save()
         return record
@@ -97,6 +105,8 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
+        if self.lock is not None and self.lock.lost:
+            return  # another process owns the run now
         atomic_write_json(self.path, self.data)
 
     @contextlib.contextmanager
@@ -136,7 +146,55 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: unreadable or corrupt ({exc}).") from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path}: corrupt (expected a JSON object).")
+    for key, expected in _RUN_JSON_TYPES.items():
+        if key in data and not isinstance(data[key], expected):
+            names = " or ".join(
+                "null" if t is type(None) else _JSON_NAMES.get(t, t.__name__) for t in expected
+            )
+            raise RunDirError(
+                f"{path}: `{key}` is {_JSON_NAMES.get(type(data[key]), type(data[key]).__name__)}, expected {names}; "
+                "the file is damaged. Restore it, or start a new run."
+            )
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise RunDirError(
+            f"{path}: written by a newer dltrain (run files schema {version}; this dltrain reads up to "
+            f"{SCHEMA_VERSION}). Upgrade dltrain: pip install -U dltrain."
+        )
     return data
+
+
+_NONE = type(None)
+# The run.json fields dltrain reads back, with the JSON types they must have.
+_RUN_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "command": (str,),
+    "status": (str,),
+    "started": (str, _NONE),
+    "finished": (str, _NONE),
+    "reason": (str, _NONE),
+    "seed": (int,),
+    "host": (str, _NONE),
+    "pid": (int, _NONE),
+    "data": (dict,),
+    "runtime": (dict,),
+    "model": (dict,),
+    "learning_rate": (dict,),
+    "restarts": (list,),
+    "best": (dict, _NONE),
+    "epochs_run": (int,),
+    "wall_seconds": (int, float, _NONE),
+    "cpu_seconds": (int, float, _NONE),
+}
+_JSON_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    _NONE: "null",
+}
 
 
 def read_run_config(run_dir: Path) -> Config:

@@ -17,6 +17,10 @@ import os
 import signal
 from dataclasses import dataclass
 
+import numpy as np
+
+from dltrain.train.events import Handler, TrainingLoop
+
 ENV = "DLTRAIN_FAULT"
 
 
@@ -82,3 +86,30 @@ def fire_signal(fault: Fault) -> None:
     """Deliver the fault's signal to this process (``nan`` is handled by the trainer)."""
     sig = {"kill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}[fault.action]
     os.kill(os.getpid(), sig)
+
+
+class FaultHandler(Handler):
+    """Fires ``DLTRAIN_FAULT``'s step faults from the training loop (checkpoint-write faults fire in
+    ``dltrain.train.checkpoints``). Runs before the checkpoint handler, so a kill at a step lands before that
+    step's checkpoint."""
+
+    def __init__(self, faults: list[Fault], workers: int) -> None:
+        self.faults = faults
+        self.workers = workers
+
+    def max_steps(self, loop: TrainingLoop, done: int) -> int | None:
+        # A test fault fires at an exact step: one step a call. Not across workers: every worker must run the
+        # same calls (collectives are matched call by call), so there it fires after the chunk holding its step.
+        return 1 if self.workers == 1 else None
+
+    def on_chunk_end(self, loop: TrainingLoop, epoch: int, done: int, logs: dict[str, float]) -> None:
+        fault = due(
+            self.faults, epoch=epoch, step_in_epoch=done, global_step=loop.global_step, steps_run=int(logs["steps"])
+        )
+        if fault is None:
+            return
+        if fault.action == "nan":
+            for var in loop.step.model.trainable_variables:
+                var.assign(np.full(var.shape, np.nan, dtype=var.dtype))
+        else:
+            fire_signal(fault)

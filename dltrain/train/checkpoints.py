@@ -1,7 +1,7 @@
 """Training state on disk: ``tf.train.CheckpointManager`` plus a verified restore that falls back.
 
 Everything a resumed run needs to continue exactly where it stopped lives in one ``tf.train.Checkpoint``:
-every model variable (BatchNorm statistics and dropout seed state included, DESIGN.md section 2), the
+every model variable (BatchNorm statistics and dropout seed state included: docs/architecture.md, "Checkpoints"), the
 optimizer (slots and iteration count, hence the schedule position), the epoch and the step inside it,
 the partial sums of the epoch's metrics, the best score and the early-stopping counters. The data order
 is a function of (seed, epoch), so it needs no state of its own.
@@ -9,7 +9,6 @@ is a function of (seed, epoch), so it needs no state of its own.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import re
@@ -102,9 +101,13 @@ class TrainingState:
         strategy: tf.distribute.Strategy,
         *,
         keep: int,
-        best_initial: float,
-        es_initial: float,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """``extra``: the handlers' checkpointed variables by name (best score, early-stopping counters, ...).
+
+        Names are part of the checkpoint format: a restore asserts that every object the program has is in the
+        checkpoint, so runs made before keep restoring only while the names stay (docs/architecture.md).
+        """
         self.dir = run_dir / "checkpoints"
         with strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -112,20 +115,14 @@ class TrainingState:
             self.partial = tf.Variable(
                 [0.0, 0.0, 0.0], dtype=tf.float64, trainable=False, name="partial_sums"
             )
-            self.best_value = tf.Variable(best_initial, dtype=tf.float64, trainable=False, name="best_value")
-            self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
-            self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
-            self.es_best = tf.Variable(es_initial, dtype=tf.float64, trainable=False, name="es_best")
+        self.extra = dict(extra or {})
         self.checkpoint = tf.train.Checkpoint(
             model_variables=list(model.variables),
             optimizer=optimizer,
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
             partial_sums=self.partial,
-            best_value=self.best_value,
-            best_epoch=self.best_epoch,
-            bad_epochs=self.bad_epochs,
-            es_best=self.es_best,
+            **self.extra,
         )
         self.manager = _manager(self.checkpoint, self.dir, "ckpt", keep)
         self.best_checkpoint = tf.train.Checkpoint(model_variables=list(model.variables))
@@ -245,25 +242,52 @@ class TrainingState:
             )
         return None
 
-    def restore_best(self) -> bool:
-        """Load the best epoch's weights into the model (falling back like ``restore_latest``)."""
-        for number in _numbers(self.dir / "best", "best"):
-            with contextlib.suppress(Exception):
-                self.best_checkpoint.restore(
-                    str(self.dir / "best" / f"best-{number}")
-                ).assert_existing_objects_matched()
-                return True
-            log.warning("best checkpoint best-%d is unusable; trying an older one", number)
-        return False
+    def restore_best(self, epoch: int, end_step: int) -> str:
+        """Load epoch ``epoch``'s weights (the best epoch's) into the model; say where they came from.
+
+        From ``best/best-<epoch>``, else from the epoch's own checkpoint ``ckpt-<end_step>`` if it is still kept.
+        Never another epoch's weights under the best one's name.
+
+        Raises:
+            RunDirError: neither loads (exit 5); the message names both.
+        """
+        tried = []
+        best = self.dir / "best" / f"best-{epoch}"
+        sources = [(best, self.best_checkpoint, f"best/best-{epoch}")]
+        epoch_end = self.dir / f"ckpt-{end_step}"
+        weights_only = tf.train.Checkpoint(model_variables=self.checkpoint.model_variables)
+        sources.append((epoch_end, weights_only, f"ckpt-{end_step}"))
+        for prefix, checkpoint, name in sources:
+            if not Path(f"{prefix}.index").exists():
+                tried.append(f"{name} (missing)")
+                continue
+            try:
+                checkpoint.restore(str(prefix)).assert_existing_objects_matched()
+            except Exception as exc:  # DataLoss, checksum and match errors alike
+                reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+                log.warning("checkpoint %s is unusable (%s)", name, reason)
+                tried.append(f"{name} (damaged)")
+                continue
+            if tried:
+                log.warning("the best epoch's weights came from %s (%s)", name, "; ".join(tried))
+            return name
+        raise RunDirError(
+            f"{self.dir}: the best epoch's weights (epoch {epoch}) cannot be restored: {', '.join(tried)}. "
+            "model.keras was not written rather than label another epoch's weights the best. The newest "
+            "checkpoint is intact: continue with dltrain fit CONFIG --set train.epochs=N --resume RUN, or start "
+            "again."
+        )
 
     def reset_partial(self) -> None:
         self.step_in_epoch.assign(0)
         self.partial.assign([0.0, 0.0, 0.0])
 
     def values(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "epoch": int(self.epoch.numpy()),
             "step_in_epoch": int(self.step_in_epoch.numpy()),
-            "best_epoch": int(self.best_epoch.numpy()),
-            "best_value": float(self.best_value.numpy()),
         }
+        for name, var in self.extra.items():
+            value = var.numpy()
+            out[name] = value.item() if hasattr(value, "item") else value
+        return out

@@ -1,4 +1,9 @@
-"""Bodies of ``fit`` and ``lr-find``: imported by the CLI only after the config is valid (TF zone)."""
+"""A fit, composed: data, runtime, train step, handlers and loop into a run directory; and its resume.
+
+The order is the product's promise: everything that can refuse the config or the data runs before the run
+directory exists (``dltrain.train.preflight``, then the strategy, the model, users' callbacks), so a refusal
+leaves nothing behind. See docs/architecture.md, "The flow of one fit".
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
 from dltrain.data.splits import write_data_files
 from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
+from dltrain.fsutil import file_sha256
 from dltrain.lrfind.result import LrFindResult, write_lr_find
-from dltrain.models.cnn import check_input_shape
+from dltrain.models import with_outputs
 from dltrain.report import plots
 from dltrain.rundir import (
     METRICS_FILE,
@@ -34,13 +40,26 @@ from dltrain.rundir import (
     read_run_json,
     write_config,
 )
+from dltrain.testing import faults
 from dltrain.train.checkpoints import clean_leftovers
-from dltrain.train.loop import Fit, FitResult
+from dltrain.train.events import Handler
+from dltrain.train.handlers import standard_handlers
+from dltrain.train.handlers.callbacks import load_callbacks
+from dltrain.train.handlers.lock_guard import LockGuard
+from dltrain.train.loop import FitResult, Phase, TrainingLoop, metric_columns
 from dltrain.train.lr_sweep import run_lr_find
+from dltrain.train.optimizers import TableSchedule, lr_table
+from dltrain.train.preflight import check_fit
 from dltrain.train.runtime import Runtime, setup_runtime
-from dltrain.train.signals import stop_on_signals
+from dltrain.train.saving import save_model_atomic
+from dltrain.train.signals import StopRequest, stop_on_signals
+from dltrain.train.step import TrainStep
 
 log = logging.getLogger(__name__)
+
+# Keys that may differ between a run's config and the one given to --resume; anything else changes what
+# the checkpoint means and is refused. Callbacks run beside the training and keep no checkpointed state.
+SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks")
 
 
 @dataclass
@@ -51,32 +70,31 @@ class FitOutcome:
     chief: bool = True
 
 
-def _versions() -> dict[str, str]:
+@dataclass
+class Prepared:
+    """What a fit builds before its run directory exists."""
+
+    splits: Splits
+    runtime: Runtime
+    step: TrainStep
+    callbacks: list[Handler]
+    schedule: TableSchedule
+
+
+def versions() -> dict[str, str]:
     import platform
 
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()}
 
 
-def _data_record(splits: Splits) -> dict[str, Any]:
+def data_record(splits: Splits) -> dict[str, Any]:
     record = splits.describe()
     record["fingerprints"] = {split: splits.fingerprint(split) for split, n in splits.sizes().items() if n}
     record["notes"] = splits.notes
     return record
 
 
-def _prepare(cfg: Config, splits: Splits | None = None) -> tuple[Splits, Runtime]:
-    """Data first (exit 3 before anything is built), then the strategy (exit 2 on a bad batch size).
-
-    ``splits``: already loaded by the CLI, which does so before importing TensorFlow.
-    """
-    splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
-    if cfg.model.kind == "cnn":
-        check_input_shape(splits.input_shape)
-    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size)
-    return splits, runtime
-
-
-def _batch_record(cfg: Config, runtime: Runtime) -> dict[str, Any]:
+def batch_record(cfg: Config, runtime: Runtime) -> dict[str, Any]:
     return {
         **runtime.describe(),
         "global_batch_size": cfg.data.batch_size,
@@ -84,17 +102,27 @@ def _batch_record(cfg: Config, runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _lr_find_in(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) -> LrFindResult:
-    result = run_lr_find(cfg, splits, runtime)
-    write_lr_find(result, run_dir / "lr_find")
-    for warning in result.suggestion.warnings:
-        log.warning("lr-find: %s", warning)
-    return result
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    return steps_per_epoch * cfg.train.epochs
 
 
-# Keys that may differ between a run's config and the one given to --resume; anything else changes what
-# the checkpoint means and is refused.
-SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience")
+def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
+    """Every check and build that can refuse the config, before a run directory exists.
+
+    Data first (exit 3 before anything is built; ``splits`` may come loaded already, before TensorFlow was
+    imported), the config against the data (exit 2), the strategy (exit 2 on a bad batch size), then the model,
+    its optimizer and the input pipelines, and users' callbacks (exit 2 for a bad class).
+    """
+    splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
+    check_fit(cfg, splits)
+    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size)
+    callbacks = load_callbacks(cfg.train.callbacks)
+    keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
+    steps_per_epoch = math.ceil(len(splits.y_train) / cfg.data.batch_size)
+    # The table is filled in once the learning rate is known (after lr-find with `auto`), before the first step.
+    schedule = TableSchedule([1.0] * total_steps(cfg, steps_per_epoch))
+    step = TrainStep(cfg, splits, runtime, schedule)
+    return Prepared(splits, runtime, step, callbacks, schedule)
 
 
 def fit(
@@ -115,27 +143,29 @@ def fit(
             f"multi-worker training ({workers} workers) needs --run-dir PATH, the same path on every "
             "worker (a shared folder), e.g. --run-dir runs/$SLURM_JOB_ID."
         )
-    splits, runtime = _prepare(cfg, splits)
-    if not runtime.is_chief:
-        with _scratch(runtime) as scratch:
-            outcome = _fit_into(cfg, splits, runtime, Path(scratch) / "run")
+    prepared = prepare(cfg, splits)
+    if not prepared.runtime.is_chief:
+        with _scratch(prepared.runtime) as scratch:
+            outcome = _fit_into(cfg, prepared, Path(scratch) / "run", shared=run_dir)
         return FitOutcome(run_dir or Path(scratch), outcome.result, outcome.learning_rate, chief=False)
-    return _fit_into(
-        cfg,
-        splits,
-        runtime,
-        create_named_run_dir(run_dir) if run_dir else create_run_dir(runs_root, cfg.name),
-    )
+    target = create_named_run_dir(run_dir) if run_dir else create_run_dir(runs_root, cfg.name)
+    return _fit_into(cfg, prepared, target)
 
 
-def _fit_into(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) -> FitOutcome:
+def _fit_into(cfg: Config, prepared: Prepared, run_dir: Path, shared: Path | None = None) -> FitOutcome:
+    """``shared``: for a non-chief worker writing into its scratch ``run_dir``, the run directory the chief
+    writes (the one to name in messages)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
+    with RunLock(run_dir) as lock:
         write_config(run_dir, to_yaml(cfg))
-        record = RunRecord(run_dir, "fit", cfg.seed)
-        record.update(versions=_versions(), runtime=_batch_record(cfg, runtime), data=_data_record(splits))
+        record = RunRecord(run_dir, "fit", cfg.seed, lock=lock)
+        record.update(
+            versions=versions(),
+            runtime=batch_record(cfg, prepared.runtime),
+            data=data_record(prepared.splits),
+        )
         log.info("run directory: %s", run_dir)
-        return _train(cfg, splits, runtime, run_dir, record, resume=False)
+        return _train(cfg, prepared, run_dir, record, resume=False, shared=shared, lock=lock)
 
 
 def resume(run_dir: Path, given: Config | None) -> FitOutcome:
@@ -154,7 +184,7 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
         if new["optimizer"]["learning_rate"] == "auto" and old["optimizer"]["learning_rate"] != "auto":
             new["optimizer"]["learning_rate"] = old["optimizer"]["learning_rate"]  # lr-find already ran here
         differing = diff_configs(old, new)
-        unsafe = [key for key in differing if key not in SAFE_TO_CHANGE]
+        unsafe = [key for key in differing if not any(_within(key, safe) for safe in SAFE_TO_CHANGE)]
         if unsafe:
             raise ConfigError(
                 f"--resume {run_dir}: the config differs from the run's in {', '.join(unsafe)}; a checkpoint only "
@@ -162,15 +192,21 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
                 "Start a new run for the rest."
             )
         changed = {key: {"was": _get(old, key), "now": _get(new, key)} for key in differing}
+        done = max((int(row.get("epoch", 0)) for row in read_metrics(run_dir / METRICS_FILE)), default=0)
+        if "train.epochs" in changed and given.train.epochs < done:
+            raise ConfigError(
+                f"--resume {run_dir}: train.epochs={given.train.epochs} but the run has finished {done} epochs; "
+                f"to train longer, give more than {done}."
+            )
         cfg = Config.model_validate(new)
     if previous.get("status") == "finished" and not changed:
         raise RunDirError(
             f"{run_dir}: this run already finished. To train longer, pass its config with a larger train.epochs: "
             f"dltrain fit CONFIG --set train.epochs=N --resume {run_dir}"
         )
-    splits, runtime = _prepare(cfg)
-    if not runtime.is_chief:
-        with _scratch(runtime) as scratch:
+    prepared = prepare(cfg)
+    if not prepared.runtime.is_chief:
+        with _scratch(prepared.runtime) as scratch:
             copy = Path(scratch) / "run"
             copy.mkdir()
             for name in ("config.yaml", "run.json", "metrics.csv"):
@@ -178,24 +214,28 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
                     shutil.copy2(run_dir / name, copy / name)
             record = RunRecord.reopen(copy, "fit --resume")
             outcome = _train(
-                cfg, splits, runtime, copy, record, resume=True, restore_from=run_dir / "checkpoints"
+                cfg, prepared, copy, record, resume=True, restore_from=run_dir / "checkpoints", shared=run_dir
             )
         return FitOutcome(run_dir, outcome.result, outcome.learning_rate, chief=False)
-    with RunLock(run_dir):
+    with RunLock(run_dir) as lock:
         clean_leftovers(run_dir)
-        record = RunRecord.reopen(run_dir, "fit --resume")
+        record = RunRecord.reopen(run_dir, "fit --resume", lock=lock)
         if changed:
             record.data["restarts"][-1]["changed"] = changed
             write_config(run_dir, to_yaml(cfg))
         recorded = previous.get("data", {}).get("fingerprints", {})
-        now = _data_record(splits)["fingerprints"]
+        now = data_record(prepared.splits)["fingerprints"]
         if recorded and recorded != now:
             raise DataError(
                 f"{run_dir}: the data differs from what this run trained on (split fingerprints changed); "
                 "restore the original data or start a new run."
             )
         log.info("resuming %s", run_dir)
-        return _train(cfg, splits, runtime, run_dir, record, resume=True)
+        return _train(cfg, prepared, run_dir, record, resume=True, lock=lock)
+
+
+def _within(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".") or key.startswith(prefix + "[")
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
@@ -205,67 +245,107 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def _find_learning_rate(
+    cfg: Config, prepared: Prepared, run_dir: Path, record: RunRecord, stop: StopRequest
+) -> tuple[Config, float]:
+    """``optimizer.learning_rate: auto``: lr-find from the fit's own initial weights, recorded in the run."""
+    found = run_lr_find(
+        cfg,
+        prepared.splits,
+        prepared.runtime,
+        initial=prepared.step.model,
+        stop=stop,
+        resume_hint=f" Resume with: dltrain fit --resume {run_dir}",
+    )
+    write_lr_find(found, run_dir / "lr_find")
+    for warning in found.suggestion.warnings:
+        log.warning("lr-find: %s", warning)
+    if found.suggestion.lr is None:
+        raise ConfigError(
+            f"`optimizer.learning_rate: auto`: lr-find gave no suggestion ({found.suggestion.message}). "
+            "Set optimizer.learning_rate to a number."
+        )
+    learning_rate = float(found.suggestion.lr)
+    cfg = cfg.model_copy(
+        update={"optimizer": cfg.optimizer.model_copy(update={"learning_rate": learning_rate})}
+    )
+    write_config(
+        run_dir,
+        f"# optimizer.learning_rate was 'auto': {learning_rate:.4g} found by lr-find "
+        f"(rule {found.suggestion.rule}); see lr_find/\n" + to_yaml(cfg),
+    )
+    record.update(learning_rate={"value": learning_rate, "source": "lr-find", "rule": found.suggestion.rule})
+    log.info("lr-find suggests %.4g (%s); training with it", learning_rate, found.suggestion.rule)
+    return cfg, learning_rate
+
+
+def phases(cfg: Config) -> list[Phase]:
+    """The run's phases: one today (every variable, one optimizer); transfer learning adds a frozen first one."""
+    return [Phase("train", 1, cfg.train.epochs)]
+
+
 def _train(
     cfg: Config,
-    splits: Splits,
-    runtime: Runtime,
+    prepared: Prepared,
     run_dir: Path,
     record: RunRecord,
     *,
     resume: bool,
     restore_from: Path | None = None,
+    shared: Path | None = None,
+    lock: RunLock | None = None,
 ) -> FitOutcome:
-    with record.finishing_on_error():
+    """Train into ``run_dir``. ``shared``: the run directory every worker resumes (a non-chief worker's
+    ``run_dir`` is its private scratch copy, gone when it exits)."""
+    splits, runtime, step = prepared.splits, prepared.runtime, prepared.step
+    with record.finishing_on_error(), stop_on_signals() as stop:
         learning_rate = cfg.optimizer.learning_rate
         if learning_rate == "auto":
-            found = _lr_find_in(cfg, splits, runtime, run_dir)
-            if found.suggestion.lr is None:
-                raise ConfigError(
-                    f"`optimizer.learning_rate: auto`: lr-find gave no suggestion ({found.suggestion.message}). "
-                    "Set optimizer.learning_rate to a number."
-                )
-            learning_rate = float(found.suggestion.lr)
-            cfg = cfg.model_copy(
-                update={"optimizer": cfg.optimizer.model_copy(update={"learning_rate": learning_rate})}
-            )
-            write_config(
-                run_dir,
-                f"# optimizer.learning_rate was 'auto': {learning_rate:.4g} found by lr-find "
-                f"(rule {found.suggestion.rule}); see lr_find/\n" + to_yaml(cfg),
-            )
-            record.update(
-                learning_rate={"value": learning_rate, "source": "lr-find", "rule": found.suggestion.rule}
-            )
-            log.info("lr-find suggests %.4g (%s); training with it", learning_rate, found.suggestion.rule)
+            cfg, learning_rate = _find_learning_rate(cfg, prepared, run_dir, record, stop)
         else:
             learning_rate = _scaled(cfg, float(learning_rate), runtime, record, resume)
-        keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
-        trainer_fit = Fit(cfg, splits, runtime, run_dir, float(learning_rate))
+        lr_values = lr_table(
+            cfg.schedule, float(learning_rate), total_steps(cfg, step.train_data.steps), step.train_data.steps
+        )
+        prepared.schedule.set_table(lr_values)
         if not resume:
-            write_data_files(run_dir, splits, trainer_fit.trainer.stem)
+            write_data_files(run_dir, splits, step.stem)
+        handlers = standard_handlers(cfg, step, run_dir, metric_columns(splits.metric))
+        active_faults = faults.active()
+        if active_faults:
+            handlers.insert(1, faults.FaultHandler(active_faults, runtime.workers))
+        if lock is not None:
+            handlers.insert(0, LockGuard(lock))
+        handlers.extend(prepared.callbacks)
+        loop = TrainingLoop(cfg, step, run_dir, phases(cfg), handlers, lr_values)
         record.update(
             model={
                 "kind": cfg.model.kind,
-                "parameters": trainer_fit.trainer.count_params(),
+                "parameters": step.count_params(),
                 "input_shape": list(splits.input_shape),
                 "num_classes": splits.num_classes,
                 "task": splits.task,
                 "outputs": splits.num_outputs,
             },
-            steps_per_epoch=trainer_fit.steps_per_epoch,
+            steps_per_epoch=loop.steps_per_epoch,
         )
         if resume:
-            restored = trainer_fit.restore(restore_from)
+            restored = loop.restore(restore_from)
             record.data["restarts"][-1]["from"] = restored
             record.save()
-            if restored is None:
+            if restored is None and read_metrics(run_dir / METRICS_FILE):
+                # Epochs finished but their checkpoint was never written (a full disk at the first save):
+                # their rows are dropped and the run starts over, as a redone epoch after any kill.
+                log.warning("no checkpoint was written before the run stopped: it starts again from epoch 1")
+            elif restored is None:
                 log.warning("no checkpoint yet: the run starts from the beginning")
             else:
                 exact = "the next batch" if restored["step_in_epoch"] else "the next epoch (epoch-exact)"
                 log.info("restored %s: continuing at %s", restored["checkpoint"], exact)
-        with stop_on_signals() as stop, _worker_loss_is_an_error(runtime, run_dir):
-            result = trainer_fit.run(stop)
-        trainer_fit.export_best()
+        with _worker_loss_is_an_error(runtime, shared or run_dir):
+            result = loop.run(stop)
+        exported = export_best(loop)
+        record.update(exported=exported)
         plots.plot_learning_curves(
             read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
         )
@@ -280,8 +360,31 @@ def _train(
             "row": best_row,
         },
     )
+    if result.stop_reason:
+        record.update(stop_reason=result.stop_reason)
     record.finish("finished")
     return FitOutcome(run_dir, result, float(learning_rate))
+
+
+def export_best(loop: TrainingLoop) -> dict[str, Any]:
+    """Write the best epoch's model as ``model.keras`` (atomically); return what was exported, for run.json.
+
+    The weights in memory are the last epoch's: used as they are when it is the best, else restored from the
+    best checkpoint (or that epoch's own). Exit 5 rather than another epoch's weights under the best's name.
+    """
+    best_epoch, _ = loop.best()
+    last = loop.epoch
+    if best_epoch is None:
+        source, epoch = "the last epoch (no epoch had a finite monitored value)", last
+    elif best_epoch == last:
+        source, epoch = "the weights in memory (the best epoch is the last)", last
+    else:
+        source = loop.state.restore_best(best_epoch, best_epoch * loop.steps_per_epoch)
+        epoch = best_epoch
+    splits = loop.step.splits
+    model = with_outputs(loop.step.model, splits.task, splits.target_mean, splits.target_std)
+    path = save_model_atomic(model, loop.run_dir / "model.keras")
+    return {"file": path.name, "epoch": epoch, "source": source, "sha256": file_sha256(path)}
 
 
 def _scaled(cfg: Config, learning_rate: float, runtime: Runtime, record: RunRecord, resume: bool) -> float:
@@ -336,7 +439,9 @@ def _worker_loss_is_an_error(runtime: Runtime, run_dir: Path) -> Iterator[None]:
 
 def lr_find(cfg: Config, runs_root: Path, splits: Splits | None = None) -> tuple[Path, LrFindResult]:
     """Run the range test into a new run directory ``<name>-lrfind-<stamp>`` (the chief's, under multi-worker)."""
-    splits, runtime = _prepare(cfg, splits)
+    splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
+    check_fit(cfg, splits)
+    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size)
     if not runtime.is_chief:
         with _scratch(runtime) as scratch:
             return _lr_find_into(cfg, splits, runtime, Path(scratch) / "run")
@@ -348,9 +453,12 @@ def _lr_find_into(cfg: Config, splits: Splits, runtime: Runtime, run_dir: Path) 
     with RunLock(run_dir):
         write_config(run_dir, to_yaml(cfg))
         record = RunRecord(run_dir, "lr-find", cfg.seed)
-        record.update(versions=_versions(), runtime=_batch_record(cfg, runtime), data=_data_record(splits))
-        with record.finishing_on_error():
-            result = _lr_find_in(cfg, splits, runtime, run_dir)
+        record.update(versions=versions(), runtime=batch_record(cfg, runtime), data=data_record(splits))
+        with record.finishing_on_error(), stop_on_signals() as stop:
+            result = run_lr_find(cfg, splits, runtime, stop=stop)
+            write_lr_find(result, run_dir / "lr_find")
+            for warning in result.suggestion.warnings:
+                log.warning("lr-find: %s", warning)
         record.update(lr_find=result.as_dict())
         record.finish("finished")
     return run_dir, result

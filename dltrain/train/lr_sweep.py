@@ -1,4 +1,5 @@
-"""The learning-rate range test on a fresh model, through the same strategy and train step as ``fit``.
+"""The learning-rate range test on a fresh model, through the same strategy and train step as ``fit`` (the
+lr-find command's and fit's ``learning_rate: auto``; ``train.fit.lr_find`` writes it into a run directory).
 
 Exponential sweep from ``lr_find.start_lr`` to ``lr_find.end_lr``, one optimizer step per learning rate,
 loss smoothed (EMA with bias correction), stopped when it diverges; the maths is ``dltrain.lrfind.maths``.
@@ -14,23 +15,41 @@ import numpy as np
 
 from dltrain.config import Config
 from dltrain.data import Splits
+from dltrain.errors import Interrupted
 from dltrain.lrfind import maths as lr_range
 from dltrain.lrfind.result import LrFindResult
-from dltrain.train.loop import Trainer
 from dltrain.train.runtime import Runtime
+from dltrain.train.signals import StopRequest
+from dltrain.train.step import TrainStep
 
 log = logging.getLogger(__name__)
 
 
-def run_lr_find(cfg: Config, splits: Splits, runtime: Runtime) -> LrFindResult:
+def run_lr_find(
+    cfg: Config,
+    splits: Splits,
+    runtime: Runtime,
+    *,
+    initial: keras.Model | None = None,
+    stop: StopRequest | None = None,
+    resume_hint: str = "",
+) -> LrFindResult:
     """Sweep the learning rate on a fresh model and suggest one.
 
     The sweep is ``lr_find.num_steps`` optimizer steps; when an epoch is shorter, it goes on into the next
     epoch's (re-shuffled) batches, as fast.ai does, so a small dataset still gets a full curve.
+
+    Args:
+        initial: start from this model's weights (fit's, with ``learning_rate: auto``); else a model built
+            from the seed, which has the same initial weights.
+        stop: Ctrl-C / SIGTERM end the sweep between steps with ``Interrupted`` (exit 130 / 143).
+        resume_hint: added to the interruption's message (how to continue).
     """
     opts = cfg.lr_find
     keras.utils.set_random_seed(cfg.seed)
-    trainer = Trainer(cfg, splits, runtime, opts.start_lr)
+    trainer = TrainStep(cfg, splits, runtime, opts.start_lr)
+    if initial is not None:
+        trainer.copy_weights_from(initial)
     num_steps = lr_range.sweep_steps(opts.num_steps, trainer.train_data.steps)
     lrs_planned = lr_range.exponential_lrs(opts.start_lr, opts.end_lr, num_steps)
     smoother = lr_range.LossSmoother(lr_range.scaled_beta(opts.beta, num_steps))
@@ -43,6 +62,8 @@ def run_lr_find(cfg: Config, splits: Splits, runtime: Runtime) -> LrFindResult:
     iterator = trainer.train_iterator(epoch)
     stopped = False
     for lr in lrs_planned:
+        if stop is not None and stop.requested:
+            raise Interrupted(f"stopped by {stop.name} during lr-find.{resume_hint}", stop.exit_code)
         if done_in_epoch == steps_per_epoch:
             epoch, done_in_epoch = epoch + 1, 0
             iterator = trainer.train_iterator(epoch)

@@ -49,9 +49,13 @@ def lr_table(cfg: Any, lr: float, total_steps: int, steps_per_epoch: int) -> np.
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Looks the learning rate up by step; past the end it keeps the last value."""
 
-    def __init__(self, table: np.ndarray) -> None:
+    def __init__(self, table: Any) -> None:
+        self.set_table(table)
+
+    def set_table(self, table: Any) -> None:
+        """Replace the table; only before the train step is first traced (it reads the table then)."""
         self.table = tf.constant(np.asarray(table, dtype=np.float32))
-        self.size = int(len(table))
+        self.size = int(len(self.table))
 
     def __call__(self, step: Any) -> tf.Tensor:
         index = tf.clip_by_value(tf.cast(step, tf.int32), 0, self.size - 1)

@@ -1,4 +1,4 @@
-"""Runtime set-up: seeds, determinism, precision and the tf.distribute strategy (DESIGN.md section 2)."""
+"""Runtime set-up: seeds, determinism, precision and the tf.distribute strategy (docs/architecture.md, "Strategies")."""
 
 from __future__ import annotations
 
