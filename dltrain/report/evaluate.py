@@ -211,11 +211,11 @@ def _classification_report(
     summary = {
         **common,
         "loss": float(losses.mean()),
-        **metrics.summary(cm),
+        **metrics.summary(y, pred, splits.num_classes),
         "source": splits.source,
         "fingerprint": splits.fingerprint(split),
     }
-    per_class = metrics.per_class_report(cm, splits.class_names)
+    per_class = metrics.per_class_report(y, pred, splits.class_names)
     atomic_write_json(out_dir / "metrics.json", summary)
     _write_csv(out_dir / "per_class.csv", ["class", "precision", "recall", "f1", "support"], per_class)
     cm_rows = [
