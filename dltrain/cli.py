@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -53,7 +55,14 @@ def handle_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError:
+            # `dltrain fit ... | head -3`: the reader stopped reading the result lines after the work was done.
+            # Quietly, with the work's success: no traceback, and no second error when Python flushes stdout.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except DltrainError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

@@ -205,3 +205,18 @@ def test_lr_find_on_two_workers_writes_one_run(tmp_path: Path) -> None:
     assert suggestion["lr"] is not None
     assert json.loads((run / "run.json").read_text())["runtime"]["replicas"] == 2
     assert not list(scratch.glob("dltrain-worker*"))
+
+
+def test_when_the_chief_dies_the_survivor_names_the_shared_run_directory(tmp_path: Path) -> None:
+    """RELIABILITY row 28: the non-chief worker used to tell the user to resume its own scratch folder."""
+    cfg = _config(tmp_path / "c.yaml", epochs=3)
+    run_dir = tmp_path / "shared" / "run"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    chief, other = _start_workers(["fit", str(cfg), "--run-dir", str(run_dir)], scratch, {0: "kill@epoch=2,step=5"})
+    chief.communicate(timeout=600)
+    assert chief.returncode == -9
+    _, err = other.communicate(timeout=180)
+    assert other.returncode == 6, err[-3000:]
+    assert f"dltrain fit --resume {run_dir}" in err
+    assert str(scratch) not in err.split("Restart every worker", 1)[-1]

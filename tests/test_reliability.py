@@ -11,7 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,7 +96,9 @@ def test_a_binary_file_as_config_says_it_is_not_text(tmp_path: Path) -> None:
 def test_a_seed_outside_the_32_bit_range_is_exit_2_at_config_time(seed: str) -> None:
     proc = run_dltrain("config", "show", "configs/digits_dense.yaml", "--set", f"seed={seed}")
     assert proc.returncode == 2 and "`seed`" in proc.stderr
-    assert run_dltrain("config", "show", "configs/digits_dense.yaml", "--set", "seed=4294967295").returncode == 0
+    assert (
+        run_dltrain("config", "show", "configs/digits_dense.yaml", "--set", "seed=4294967295").returncode == 0
+    )
 
 
 def test_a_set_error_names_the_flag_not_a_line_of_the_file() -> None:
@@ -111,12 +115,23 @@ def _host_cmd(host: str, *args: str) -> list[str]:
     """``dltrain ARGS`` as another machine would run it: its own hostname and its own pid namespace, so neither
     the host name nor "is that pid alive" can stand in for the cross-host check."""
     inner = " ".join(shlex.quote(a) for a in [*dltrain_cmd(), *args])
-    return ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", f"hostname {host} && exec {inner}"]
+    return [
+        "unshare",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "sh",
+        "-c",
+        f"hostname {host} && exec {inner}",
+    ]
 
 
 def _can_unshare() -> bool:
     try:
-        return subprocess.run(_host_cmd("probe", "--version"), capture_output=True, timeout=60).returncode == 0
+        return (
+            subprocess.run(_host_cmd("probe", "--version"), capture_output=True, timeout=60).returncode == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -194,3 +209,263 @@ def test_a_live_run_on_another_host_is_not_taken_over_and_a_dead_ones_lease_expi
     assert record["restarts"][-1]["previous_status"] == "running"
     assert len((run / "metrics.csv").read_text().splitlines()) - 1 == done + 1
     assert not (run / ".lock").exists()  # released at the end
+
+
+def test_a_reader_that_stops_reading_is_not_an_error() -> None:
+    """`dltrain ... | head -1`: once the reader has gone, no BrokenPipe traceback and no exit 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before dltrain writes its first result line
+    proc = subprocess.Popen(
+        [*dltrain_cmd(), "config", "show", "configs/digits_cnn.yaml"], cwd=REPO, stdout=write_end,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write_end)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+# ------------------------------------------------------------------------------- helpers for run faults
+
+
+def _small(tmp_path: Path, name: str = "c.yaml", **train: object) -> Path:
+    """A digits MLP whose validation loss is best at epoch 3 of 4 (SGD at 0.9 overshoots in epoch 4)."""
+    settings = {"epochs": 4, "keep_checkpoints": 1, **train}
+    path = tmp_path / name
+    path.write_text(
+        "name: small\nseed: 1\n"
+        "data: {kind: digits, batch_size: 32, validation_split: 0.2}\n"
+        "model: {kind: dense, units: [32]}\n"
+        "optimizer: {kind: sgd, learning_rate: 0.9}\n"
+        f"train: {json.dumps(settings)}\n"
+    )
+    return path
+
+
+def _one_run(runs: Path) -> Path:
+    found = [p for p in runs.iterdir() if p.is_dir()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+# ------------------------------------------------------------------ row 25: a damaged best checkpoint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", [1, 3])
+def test_a_damaged_best_checkpoint_is_never_exported_as_best(tmp_path: Path, keep: int) -> None:
+    cfg = _small(tmp_path, keep_checkpoints=keep)
+    killed = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_FAULT": "kill@epoch=4,step=1"}
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = _one_run(tmp_path / "runs")
+    assert [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
+    _flip_a_byte(next((run / "checkpoints" / "best").glob("best-3.data-*")))
+    resumed = run_dltrain("fit", "--resume", str(run))
+    record = json.loads((run / "run.json").read_text())
+    if keep == 1:
+        # Epoch 3's own checkpoint was rotated out: nothing holds the best weights any more. Exit 5, no model.
+        assert resumed.returncode == 5, resumed.stderr[-2000:]
+        assert "best epoch's weights (epoch 3) cannot be restored" in resumed.stderr
+        assert "best/best-3 (damaged)" in resumed.stderr
+        assert not (run / "model.keras").exists()
+        assert record["status"] == "failed"
+    else:
+        # Epoch 3's checkpoint is still kept: the best weights come from it, and run.json says so.
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert record["best"]["epoch"] == 3
+        assert record["exported"]["epoch"] == 3 and record["exported"]["source"].startswith("ckpt-")
+        reference = run_dltrain(
+            "fit",
+            str(_small(tmp_path, "ref.yaml", keep_checkpoints=keep)),
+            "--runs-dir",
+            str(tmp_path / "ref"),
+        )
+        assert reference.returncode == 0
+        ref = json.loads((_one_run(tmp_path / "ref") / "run.json").read_text())
+        assert (
+            ref["exported"]["sha256"] == record["exported"]["sha256"]
+        )  # the same model as an undamaged run's
+
+
+# --------------------------------------------------------- row 27: disk full at the very first checkpoint
+
+
+@pytest.mark.slow
+def test_after_a_full_disk_at_the_first_checkpoint_the_advice_to_resume_works(tmp_path: Path) -> None:
+    cfg = _small(tmp_path, epochs=2)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
+
+    proc = subprocess.run(
+        [*dltrain_cmd(), "fit", str(cfg), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=600, preexec_fn=small_files, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert proc.returncode == 5 and "Free some space, then resume" in proc.stderr, proc.stderr[-2000:]
+    run = _one_run(tmp_path / "runs")
+    assert not list((run / "checkpoints").glob("ckpt-*.index"))
+    resumed = run_dltrain("fit", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "starts again from epoch 1" in resumed.stderr
+    assert [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2"]
+
+
+# --------------------------------------------------- row 33: SIGTERM while fit's lr-find phase sweeps
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_lr_find_phase_of_fit_is_a_clean_stop(tmp_path: Path) -> None:
+    cfg = _small(tmp_path, epochs=1)
+    cfg.write_text(cfg.read_text().replace("learning_rate: 0.9", "learning_rate: auto"))
+    proc = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_FAULT": "sigterm@lr-find=5"}
+    )
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert (
+        "stopped by SIGTERM during lr-find" in proc.stderr
+        and "Resume with: dltrain fit --resume" in proc.stderr
+    )
+    run = _one_run(tmp_path / "runs")
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert not (run / ".lock").exists()
+    resumed = run_dltrain("fit", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "run.json").read_text())["learning_rate"]["source"] == "lr-find"
+
+
+# --------------------------------------------------------- row 34: damaged run files on resume
+
+
+@pytest.mark.slow
+def test_damaged_run_files_on_resume_are_exit_5_naming_the_file(tmp_path: Path) -> None:
+    cfg = _small(tmp_path, epochs=2)
+    killed = run_dltrain(
+        "fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_FAULT": "kill@epoch=2,step=3"}
+    )
+    assert killed.returncode == -9
+    run = _one_run(tmp_path / "runs")
+    good_metrics, good_record = (run / "metrics.csv").read_bytes(), (run / "run.json").read_text()
+
+    (run / "metrics.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe binary junk")
+    proc = run_dltrain("fit", "--resume", str(run))
+    assert proc.returncode == 5 and "metrics.csv: corrupt" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+    (run / "metrics.csv").write_bytes(good_metrics)
+    (run / "run.json").write_text(good_record.replace('"data": {', '"data": "x", "was_data": {', 1))
+    proc = run_dltrain("fit", "--resume", str(run))
+    assert proc.returncode == 5 and "run.json: `data` is a string, expected an object" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    (run / "run.json").write_text(good_record)
+    assert run_dltrain("fit", "--resume", str(run)).returncode == 0  # the undamaged files resume
+
+
+# ----------------------------------------------------- row 30: evaluate while a fit of the run is live
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_run_being_trained_and_records_which_model_it_scored(tmp_path: Path) -> None:
+    cfg = _slow_config(tmp_path)
+    fit = subprocess.Popen(
+        [*dltrain_cmd(), "fit", str(cfg), "--run-dir", str(tmp_path / "run")], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    run = tmp_path / "run"
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "metrics.csv").exists() or len((run / "metrics.csv").read_text().splitlines()) < 2:
+            assert fit.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        proc = run_dltrain("evaluate", str(run))
+        assert proc.returncode == 5, proc.stderr[-2000:]
+        assert "a fit is training this run now" in proc.stderr
+        assert not (run / "eval").exists()
+    finally:
+        fit.kill()
+        fit.wait(timeout=60)
+    # A finished run: eval/metrics.json names the model it scored, by epoch and checksum.
+    done = run_dltrain("fit", str(_small(tmp_path, epochs=2)), "--run-dir", str(tmp_path / "done"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert run_dltrain("evaluate", str(tmp_path / "done")).returncode == 0
+    scored = json.loads((tmp_path / "done" / "eval" / "test" / "metrics.json").read_text())
+    exported = json.loads((tmp_path / "done" / "run.json").read_text())["exported"]
+    assert scored["model"]["sha256"] == exported["sha256"] and scored["model"]["epoch"] == exported["epoch"]
+    assert scored["model"]["matches_fit"] is True and scored["schema_version"] == 1
+
+
+# ------------------------------------------------- row 31: a read-only run, another user's run; row 37
+
+
+def _as_nobody(*args: str) -> list[str]:
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *dltrain_cmd(), *args]
+
+
+def _read_only(run: Path, *args: str) -> list[str]:
+    inner = " ".join(shlex.quote(a) for a in [*dltrain_cmd(), *args])
+    mount = f"mount --bind -o ro {shlex.quote(str(run))} {shlex.quote(str(run))}"
+    return ["unshare", "--mount", "sh", "-c", f"{mount} && exec {inner}"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A finished digits run in a folder every user may read (pytest's own temp folder is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="dltrain-shared-", dir="/tmp"))
+    base.chmod(0o755)
+    cfg = _small(tmp_path_factory.mktemp("cfg"), epochs=2)
+    proc = run_dltrain("fit", str(cfg), "--run-dir", str(base / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for path in [base / "run", *(base / "run").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield base / "run"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to act as another user"
+)
+def test_another_users_run_is_exit_5_naming_the_path(finished_run: Path, tmp_path: Path) -> None:
+    if subprocess.run(_as_nobody("--version"), capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("the virtualenv is not readable by another user here")
+    env = {**os.environ, "HOME": "/tmp", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    before = sorted(p.name for p in finished_run.iterdir())
+    for args in (("evaluate", str(finished_run)), ("fit", "--resume", str(finished_run))):
+        proc = subprocess.run(
+            _as_nobody(*args), capture_output=True, text=True, timeout=300, cwd="/tmp", env=env
+        )
+        assert proc.returncode == 5, (args, proc.stderr[-2000:])
+        assert "not writable by this user" in proc.stderr and str(finished_run) in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in finished_run.iterdir()) == before
+
+
+@pytest.mark.slow
+@needs_namespaces
+def test_a_read_only_run_directory_is_exit_5_before_any_work(finished_run: Path) -> None:
+    for args in (("evaluate", str(finished_run)), ("fit", "--resume", str(finished_run))):
+        proc = subprocess.run(
+            _read_only(finished_run, *args), capture_output=True, text=True, timeout=300, cwd=REPO
+        )
+        assert proc.returncode == 5, (args, proc.stderr[-2000:])
+        assert str(finished_run) in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_resume_cannot_shrink_train_epochs_below_what_was_trained(finished_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    before = (copy / "config.yaml").read_text()
+    proc = run_dltrain("fit", str(copy / "config.yaml"), "--set", "train.epochs=1", "--resume", str(copy))
+    assert proc.returncode == 2 and "has finished 2 epochs" in proc.stderr, proc.stderr[-2000:]
+    assert (copy / "config.yaml").read_text() == before

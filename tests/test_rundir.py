@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_run_directories_are_never_reused(tmp_path: Path) -> None:
 
 def test_lock_held_by_a_live_process_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
-    with pytest.raises(RunDirError, match=f"run locked by pid {os.getppid()}") as err:
+    with pytest.raises(RunDirError, match=f"run locked by {socket.gethostname()} pid {os.getppid()}") as err:
         RunLock(tmp_path).acquire()
     assert err.value.exit_code == 5
 
@@ -37,6 +38,45 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     with RunLock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert not (tmp_path / ".lock").exists()
+
+
+def _other_host_lock(renewed_ago: float, lease: float = 30.0) -> dict[str, object]:
+    """A lock written by a process on another machine (another boot id and pid namespace)."""
+    return {
+        "host": "elsewhere", "boot_id": "another-boot", "pid_ns": 1, "pid": os.getpid(), "token": "theirs",
+        "renewed_unix": time.time() - renewed_ago, "lease_seconds": lease,
+    }  # fmt: skip
+
+
+def test_a_live_lease_of_another_host_is_refused_even_with_a_pid_alive_here(tmp_path: Path) -> None:
+    # The pid is this process's own (certainly alive here), but it is another machine's pid: the lease decides.
+    (tmp_path / ".lock").write_text(json.dumps(_other_host_lock(renewed_ago=3)))
+    with pytest.raises(RunDirError, match=r"run locked by elsewhere pid \d+ \(lease renewed 3s ago"):
+        RunLock(tmp_path).acquire()
+
+
+def test_an_expired_lease_of_another_host_is_taken_over(tmp_path: Path) -> None:
+    (tmp_path / ".lock").write_text(json.dumps(_other_host_lock(renewed_ago=2 * 30 + 6)))
+    with RunLock(tmp_path) as lock:
+        owner = json.loads((tmp_path / ".lock").read_text())
+        assert owner["token"] == lock.token and owner["boot_id"] != "another-boot"
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_the_holder_renews_its_lease_and_notices_a_takeover(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path, lease=0.3)
+    lock.acquire()
+    try:
+        first = json.loads((tmp_path / ".lock").read_text())["renewed_unix"]
+        time.sleep(0.5)
+        assert json.loads((tmp_path / ".lock").read_text())["renewed_unix"] > first  # the thread renewed it
+        (tmp_path / ".lock").write_text(json.dumps(_other_host_lock(renewed_ago=0)))  # another took it over
+        time.sleep(0.5)
+        assert lock.lost
+        assert json.loads((tmp_path / ".lock").read_text())["token"] == "theirs"  # never overwritten back
+    finally:
+        lock.release()
+    assert (tmp_path / ".lock").exists()  # the new owner's lock is left alone
 
 
 def test_garbled_lock_is_treated_as_stale(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def owner_alive(owner: dict[str, Any], now: float | None = None) -> tuple[bool, 
         return False, "an old-style lock from another host (no lease)"
     age = (time.time() if now is None else now) - float(renewed)
     limit = 2 * float(lease) + CLOCK_SKEW
-    return age < limit, f"lease renewed {max(age, 0):.0f}s ago (taken over after {limit:.0f}s)"
+    return age < limit, f"lease renewed {max(age, 0):.0f}s ago; taken over {limit:.0f}s after its last renewal"
 
 
 def describe_owner(owner: dict[str, Any]) -> str:

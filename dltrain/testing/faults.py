@@ -9,6 +9,7 @@ Forms (several separated by ``;``):
     kill@checkpoint-write   SIGKILL in the middle of writing the first checkpoint (a torn write)
     kill@checkpoint-write=2 the same during the second checkpoint write
     sigint@checkpoint-write=2  Ctrl-C as the second checkpoint write starts (the write must still finish)
+    sigterm@lr-find=5       SIGTERM after step 5 of a learning-rate sweep (lr-find, or fit's learning_rate: auto)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Fault:
     step: int | None = None
     at_checkpoint_write: int = 0
     """With ``kill@checkpoint-write[=N]``: the N-th checkpoint write of the process (1 by default)."""
+    at_lr_find_step: int = 0
+    """With ``ACTION@lr-find=N``: after step N of a learning-rate sweep."""
 
 
 def parse(text: str | None) -> list[Fault]:
@@ -43,6 +46,9 @@ def parse(text: str | None) -> list[Fault]:
         action, _, where = item.partition("@")
         if action not in ("kill", "sigterm", "sigint", "nan"):
             raise ValueError(f"{ENV}: unknown action {action!r} in {item!r}")
+        if where.startswith("lr-find="):
+            faults.append(Fault(action, at_lr_find_step=int(where.partition("=")[2])))
+            continue
         if where.startswith("checkpoint-write"):
             _, _, nth = where.partition("=")
             faults.append(Fault(action, at_checkpoint_write=int(nth or 1)))
@@ -72,7 +78,7 @@ def due(
     A fault fires once, after the call whose steps include its step (exactly at it when calls run one step).
     """
     for fault in faults:
-        if fault.at_checkpoint_write or fault.step is None:
+        if fault.at_checkpoint_write or fault.at_lr_find_step or fault.step is None:
             continue
         if fault.epoch is not None:
             if fault.epoch == epoch and step_in_epoch - steps_run < fault.step <= step_in_epoch:
@@ -80,6 +86,13 @@ def due(
         elif global_step - steps_run < fault.step <= global_step:
             return fault
     return None
+
+
+def fire_in_lr_find(faults: list[Fault], step: int) -> None:
+    """Fire an ``@lr-find=N`` fault after step ``step`` of a learning-rate sweep."""
+    for fault in faults:
+        if fault.at_lr_find_step == step:
+            fire_signal(fault)
 
 
 def fire_signal(fault: Fault) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -176,6 +177,11 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
     """
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"{run_dir}: not writable by this user (read-only, or another user's run); --resume writes the run "
+            "directory. Copy it to a folder you own (cp -r RUN mine/) and resume the copy."
+        )
     previous = read_run_json(run_dir)
     cfg = read_run_config(run_dir)
     changed: dict[str, Any] = {}

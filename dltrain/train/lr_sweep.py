@@ -18,6 +18,7 @@ from dltrain.data import Splits
 from dltrain.errors import Interrupted
 from dltrain.lrfind import maths as lr_range
 from dltrain.lrfind.result import LrFindResult
+from dltrain.testing import faults
 from dltrain.train.runtime import Runtime
 from dltrain.train.signals import StopRequest
 from dltrain.train.step import TrainStep
@@ -61,6 +62,7 @@ def run_lr_find(
     epoch, done_in_epoch = 0, 0
     iterator = trainer.train_iterator(epoch)
     stopped = False
+    planted = faults.active()
     for lr in lrs_planned:
         if stop is not None and stop.requested:
             raise Interrupted(f"stopped by {stop.name} during lr-find.{resume_hint}", stop.exit_code)
@@ -70,6 +72,7 @@ def run_lr_find(
         trainer.optimizer.learning_rate = float(lr)
         loss_sum, _, count = trainer.run_steps(iterator, 1)
         done_in_epoch += 1
+        faults.fire_in_lr_find(planted, len(lrs) + 1)
         loss = loss_sum / count if count else math.nan
         lrs.append(float(lr))
         losses.append(loss)
