@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from dltrain.cli import app
 from dltrain.config import DigitsData, FashionMnistData, IdxData, MnistData, NpzData
 from dltrain.data import load_splits
-from dltrain.data.builtin import DOWNLOAD_HOST, _host_reachable, keras_cache_dir, read_idx, write_idx
+from dltrain.data.builtin import DOWNLOAD_HOST, _host_reachable, keras_cache_dir
+from dltrain.data.formats import read_idx, write_idx
 from dltrain.data.splits import carve, check_pair
 from dltrain.errors import DataError
 
