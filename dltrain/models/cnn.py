@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 
+from dltrain.config.schema import CnnModel
 from dltrain.errors import ConfigError
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
 
 
-def _conv_block(x: keras.KerasTensor, filters: int, cfg: Any) -> keras.KerasTensor:
+def _conv_block(x: keras.KerasTensor, filters: int, cfg: CnnModel) -> keras.KerasTensor:
     shortcut = x
     for _ in range(cfg.convs_per_block):
         x = keras.layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm)(x)
@@ -35,7 +34,7 @@ def check_input_shape(input_shape: tuple[int, ...]) -> None:
 
 @MODELS.register("cnn")
 def build_cnn(
-    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: CnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     check_input_shape(input_shape)
     inputs, x = input_stem(input_shape, scale, stem)
