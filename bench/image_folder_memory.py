@@ -36,7 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder  # noqa: E402
+from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES  # noqa: E402
+from dltrain.data.formats import read_idx_folder  # noqa: E402
 from dltrain.data.images import load_image_folder, write_image_folder  # noqa: E402
 
 JSON_OUT = REPO / "bench" / "out" / "image_folder_memory.json"
@@ -88,7 +89,7 @@ def measure_loader(folder: Path) -> dict[str, float]:
 
     cfg = ImageFolderData(kind="image_folder", path=folder, image_size=[28, 28], color_mode="grayscale")
     t0, c0 = time.monotonic(), cpu_now()
-    raw = load_image_folder(cfg)
+    raw = load_image_folder(cfg, 0)
     wall, cpu = time.monotonic() - t0, cpu_now() - c0
     n = len(raw.y_train)
     return {"files": n, "wall_s": wall, "cpu_s": cpu, "us_per_file_cpu": 1e6 * cpu / n}

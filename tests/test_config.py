@@ -329,7 +329,7 @@ def test_schema_kinds_and_config_kinds_match_the_registries() -> None:
     import dltrain.models  # noqa: F401  (imports keras; registers the model builders)
     from dltrain.config import json_schema
     from dltrain.data import DATASETS
-    from dltrain.data.builtin import LOADER_MODULES
+    from dltrain.data.loading import LOADER_MODULES
     from dltrain.models.common import MODELS
 
     for module in LOADER_MODULES.values():  # the newer kinds register when first used

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import yaml
 from typer.testing import CliRunner
 
 from dltrain.cli import app
-from dltrain.config import DigitsData, FashionMnistData, IdxData, MnistData, NpzData
+from dltrain.config import DigitsData, FashionMnistData, IdxData, MnistData, NpzData, load_config
 from dltrain.data import load_splits
-from dltrain.data.builtin import DOWNLOAD_HOST, _host_reachable, keras_cache_dir, read_idx, write_idx
+from dltrain.data.builtin import DOWNLOAD_HOST, _host_reachable, keras_cache_dir
+from dltrain.data.formats import read_idx, write_idx
 from dltrain.data.splits import carve, check_pair
+from dltrain.data.state import write_data_files
 from dltrain.errors import DataError
 
 DIGITS_TOTAL = 1797
@@ -430,3 +433,32 @@ def test_regression_statistics_come_from_the_training_part_only(tmp_path: Path) 
     assert splits.sizes() == {"train": 70, "validation": 30, "test": 0}
     np.testing.assert_allclose(splits.target_mean, [splits.y_train.mean()], rtol=1e-5)
     assert abs(float(splits.target_mean[0]) - float(y.mean())) > 1e-3  # the carved part is left out
+
+
+# ---------------------------------------------------------------------------------- runs made before
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+
+
+@pytest.mark.parametrize("name", ["digits", "colors", "images"])
+def test_splits_are_the_ones_dltrain_0_1_0_recorded(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaders still carve what the fixture runs recorded, so evaluate and resume accept old runs."""
+    monkeypatch.chdir(LEGACY.parents[2])  # the configs' data paths are relative to the repository
+    cfg = load_config(LEGACY / "configs" / f"{name}.yaml")
+    splits = load_splits(cfg.data, cfg.seed)
+    run = LEGACY / "runs" / name
+    recorded = json.loads((run / "run.json").read_text())["data"]
+    assert {k: v for k, v in recorded.items() if k in splits.describe()} == splits.describe()
+    assert splits.notes == recorded["notes"]
+    fingerprints = {split: splits.fingerprint(split) for split in recorded["fingerprints"]}
+    if splits.input_kind != "image_files":
+        # Image files count by modification time too, which a checkout does not keep: for them the same
+        # files in the same order (manifest.csv, below) are the same fingerprints.
+        assert fingerprints == recorded["fingerprints"]
+    write_data_files(tmp_path, splits)
+    for written in ("state.json", "manifest.csv"):
+        assert (tmp_path / "data" / written).exists() == (run / "data" / written).exists(), written
+        if (run / "data" / written).exists():
+            assert (tmp_path / "data" / written).read_text() == (run / "data" / written).read_text(), written

@@ -16,7 +16,8 @@ import yaml
 
 from dltrain.config import ImageFolderData
 from dltrain.data import Splits, load_splits
-from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES, read_idx_folder
+from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES
+from dltrain.data.formats import read_idx_folder
 from dltrain.data.images import IMAGE_EXTENSIONS, read_images, safe_folder_name, write_image_folder
 from dltrain.errors import DataError
 from tests.conftest import run_dir_from, run_dltrain

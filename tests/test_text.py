@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from dltrain.config import TextFolderData
-from dltrain.data.splits import load_splits
-from dltrain.data.text import TEXT_TEST_SEED, load_text_folder
+from dltrain.data import load_splits
+from dltrain.data.splits import TEST_SEED
+from dltrain.data.text import load_text_folder
 from dltrain.errors import ConfigError, DataError
 from tests.conftest import run_dir_from, run_dltrain
 
@@ -92,7 +93,7 @@ def test_single_folder_layout_carves_test_with_a_fixed_seed_and_validation_with_
     # texts and manifest stay aligned through both carvings
     for text, path in zip(a.x_test, a.manifest["test"], strict=True):
         assert Path(path).read_text(encoding="utf-8") == text
-    assert any(str(TEXT_TEST_SEED) in note for note in a.notes)
+    assert any(str(TEST_SEED) in note for note in a.notes)
 
 
 def test_loader_ignores_other_files_and_reads_nested_folders(tmp_path: Path) -> None:
@@ -102,7 +103,7 @@ def test_loader_ignores_other_files_and_reads_nested_folders(tmp_path: Path) -> 
     (root / "sea" / ".hidden.txt").write_text("editor backup")
     (root / "tea" / "more").mkdir()
     (root / "tea" / "more" / "x.TXT").write_text("A visit to the parlour.")
-    raw = load_text_folder(_cfg(root))
+    raw = load_text_folder(_cfg(root), 0)
     assert len(raw.y_train) == 7 and raw.x_train[-1] == "A visit to the parlour."
     assert any("ignored 1 files" in note for note in raw.notes)
 
@@ -113,14 +114,14 @@ def test_encoding_is_configurable_and_a_bom_is_dropped(tmp_path: Path) -> None:
     (root / "sea" / "bom.txt").write_bytes("\ufeffSpray on the deck.".encode())
     (root / "tea" / "latin.txt").write_bytes("Un caf\xe9 au lait.".encode("latin-1"))
     with pytest.raises(DataError) as err:
-        load_text_folder(_cfg(root))
+        load_text_folder(_cfg(root), 0)
     message = str(err.value)
     assert str(root / "tea" / "latin.txt") in message and "byte 6 (0xe9)" in message
     assert "data.encoding" in message
-    raw = load_text_folder(_cfg(root, encoding="latin-1"))
+    raw = load_text_folder(_cfg(root, encoding="latin-1"), 0)
     assert "Un café au lait." in list(raw.x_train)
     (root / "tea" / "latin.txt").unlink()
-    raw = load_text_folder(_cfg(root))
+    raw = load_text_folder(_cfg(root), 0)
     assert "Spray on the deck." in list(raw.x_train)  # no "\ufeff" glued to the first word
 
 
@@ -171,7 +172,7 @@ def test_bad_folders_and_files_name_the_path_and_the_key(tmp_path: Path, case: s
     root = tmp_path / "corpus"
     make(root)
     with pytest.raises(DataError) as err:
-        load_text_folder(_cfg(root))
+        load_text_folder(_cfg(root), 0)
     message = str(err.value)
     for part in expected:
         assert part in message, message
@@ -183,11 +184,11 @@ def test_bad_folders_and_files_name_the_path_and_the_key(tmp_path: Path, case: s
 def test_config_conflicts_are_reported(tmp_path: Path) -> None:
     root = _split_layout(tmp_path / "corpus")
     with pytest.raises(DataError, match="`data.test_split` is 0.2 but .*test already holds the test split"):
-        load_text_folder(_cfg(root, test_split=0.2))
+        load_text_folder(_cfg(root, test_split=0.2), 0)
     with pytest.raises(ConfigError, match="`data.encoding` received 'utf-9'"):
-        load_text_folder(_cfg(root, encoding="utf-9"))
+        load_text_folder(_cfg(root, encoding="utf-9"), 0)
     with pytest.raises(ConfigError, match="`data.task` is regression"):
-        load_text_folder(_cfg(root, task="regression"))
+        load_text_folder(_cfg(root, task="regression"), 0)
 
 
 def test_loader_module_stays_out_of_tensorflow() -> None:

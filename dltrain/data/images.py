@@ -1,6 +1,6 @@
 """``image_folder``: images in class folders, scanned and checked before TensorFlow starts (light zone).
 
-Two layouts, as fast.ai and Keras read them::
+Two layouts, as fast.ai and Keras read them (scanned by ``dltrain.data.folders``)::
 
     root/train/<class>/*.png      root/valid/ (or val/, validation/) and root/test/ optional
     root/<class>/*.png            validation and test carved with data.validation_split / data.test_split
@@ -8,22 +8,32 @@ Two layouts, as fast.ai and Keras read them::
 Only the file list is kept in memory: the splits hold file paths and ``dltrain.data.pipeline.images`` decodes them
 per batch. Every file is opened with Pillow here, so a missing folder, an empty class or a corrupt image is
 an exit 3 naming the path and the config key before any model is built, not a tf.data error mid-epoch.
-``read_images`` decodes a few files the way the TF pipeline does (bilinear, antialiased), for plots.
+``read_images`` decodes a few files the way the TF pipeline does (bilinear, antialiased), and
+``display_images`` gives a few examples of any image dataset as floats in [0, 1], for plots.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dltrain.data.builtin import DATASETS, DEBIAN_FASHION_DIR, FASHION_CLASSES, RawData, read_idx_folder
-from dltrain.data.splits import carve_indices
+from dltrain.config.schema import ImageFolderData
+from dltrain.data.builtin import DEBIAN_FASHION_DIR, FASHION_CLASSES
+from dltrain.data.folders import (
+    FolderKind,
+    FolderSplit,
+    as_arrays,
+    check_test_split,
+    find_layout,
+    scan_layout,
+)
+from dltrain.data.formats import read_idx_folder
+from dltrain.data.loading import DATASETS
+from dltrain.data.splits import TEST_SEED, Splits, carve_indices
 from dltrain.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -32,119 +42,16 @@ log = logging.getLogger(__name__)
 # WebP. Matched case-insensitively; other files in a class folder are ignored (and counted in the notes).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TF_FORMATS = {"PNG", "JPEG", "BMP", "GIF", "WEBP"}
-VALIDATION_NAMES = ("valid", "val", "validation")
-# The single-folder layout's test split is drawn with a fixed seed, not the experiment's (as for the digits),
-# so configs with different seeds are still scored on the same held-out images.
-IMAGE_TEST_SEED = 20240101
 SKIPPED_LISTED = 100  # skipped files named in data/state.json (all are counted)
-
-
-# ------------------------------------------------------------------------------------------ scanning
-
-
-@dataclass
-class _Split:
-    """One split's files, in sorted order, with the index of their class folder."""
-
-    folder: Path
-    paths: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    ignored: int = 0  # files without an image extension
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
-def _subfolders(folder: Path) -> list[str]:
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if e.is_dir() and not _is_hidden(e.name))
-    except OSError as exc:
-        raise DataError(f"`data.path`: cannot read {folder} ({exc.strerror}).") from None
-
-
-def _image_files(folder: Path) -> tuple[list[str], int]:
-    """Image files under ``folder`` (sub-folders too, as Keras reads them), sorted; and the other files."""
-    found: list[str] = []
-    ignored = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in sorted(filenames):
-            if _is_hidden(name):
-                continue
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.join(dirpath, name))
-            else:
-                ignored += 1
-    return found, ignored
-
-
-def _scan_split(folder: Path, class_names: list[str]) -> _Split:
-    split = _Split(folder)
-    for label, name in enumerate(class_names):
-        files, ignored = _image_files(folder / name)
-        if not files:
-            raise DataError(
-                f"`data.path`: {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                "remove the folder or add images."
-            )
-        split.paths.extend(files)
-        split.labels.extend([label] * len(files))
-        split.ignored += ignored
-    return split
-
-
-def _class_names(folder: Path) -> list[str]:
-    names = _subfolders(folder)
-    if not names:
-        loose, _ = _image_files(folder)
-        hint = (
-            f"it holds {len(loose)} images but no class folders; move them into <class>/ folders"
-            if loose
-            else "it is empty"
-        )
-        raise DataError(
-            f"`data.path`: {folder} holds no class folders ({hint}). Expected {folder}/<class>/*.png, or "
-            "train/<class>/, valid/<class>/ and test/<class>/ folders."
-        )
-    return names
-
-
-def _check_same_classes(split: Path, names: list[str], train_names: list[str], train: Path) -> None:
-    missing = sorted(set(train_names) - set(names))
-    extra = sorted(set(names) - set(train_names))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"lacks {', '.join(missing)}")
-        if extra:
-            parts.append(f"has {', '.join(extra)} that {train} does not")
-        raise DataError(
-            f"`data.path`: the class folders of {split} differ from those of {train}: it {'; '.join(parts)}. "
-            "Every split needs the same class folders."
-        )
-
-
-def _split_folders(root: Path) -> dict[str, Path]:
-    """The split folders of the train/valid/test layout (names matched case-insensitively); {} when the root
-    is itself the class folders."""
-    by_lower: dict[str, list[str]] = {}
-    for name in _subfolders(root):
-        by_lower.setdefault(name.lower(), []).append(name)
-    if "train" not in by_lower:
-        return {}
-    found = {"train": root / by_lower["train"][0]}
-    val = [name for key in VALIDATION_NAMES for name in by_lower.get(key, [])]
-    if len(val) > 1:
-        raise DataError(
-            f"`data.path`: {root} has {len(val)} validation folders ({', '.join(val)}); keep one."
-        )
-    if val:
-        found["validation"] = root / val[0]
-    if "test" in by_lower:
-        found["test"] = root / by_lower["test"][0]
-    return found
+IMAGE_FILES = FolderKind(
+    data_kind="image_folder",
+    extensions=IMAGE_EXTENSIONS,
+    files="images",
+    pattern="*.png",
+    empty_class=lambda folder, ignored: (
+        f"`data.path`: {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); remove the folder or add images."
+    ),
+)
 
 
 # ------------------------------------------------------------------------------------------ checking
@@ -195,7 +102,7 @@ def _bad_images(paths: Sequence[str]) -> dict[int, str]:
     return bad
 
 
-def _drop_bad(split: _Split, policy: str, skipped: list[str]) -> None:
+def _drop_bad(split: FolderSplit, policy: str, skipped: list[str]) -> None:
     bad = _bad_images(split.paths)
     if not bad:
         return
@@ -215,15 +122,7 @@ def _drop_bad(split: _Split, policy: str, skipped: list[str]) -> None:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _as_arrays(split: _Split) -> tuple[np.ndarray, np.ndarray]:
-    """Paths as an object array of str: each path once in memory, shared with the manifest (a fixed-width
-    str array would cost 4 bytes a character of the longest path, for every file)."""
-    paths = np.empty(len(split.paths), dtype=object)
-    paths[:] = split.paths
-    return paths, np.array(split.labels, dtype=np.int64)
-
-
-def _check_no_empty_class(split: _Split, class_names: list[str]) -> None:
+def _check_no_empty_class(split: FolderSplit, class_names: list[str]) -> None:
     counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(class_names))
     for label in np.flatnonzero(counts == 0):
         raise DataError(
@@ -232,7 +131,7 @@ def _check_no_empty_class(split: _Split, class_names: list[str]) -> None:
         )
 
 
-def _augment_spec(cfg: Any, seed: int | None) -> dict[str, Any]:
+def _augment_spec(cfg: ImageFolderData, seed: int) -> dict[str, Any]:
     aug = cfg.augment
     spec: dict[str, Any] = {
         "flip": aug.flip,
@@ -245,47 +144,24 @@ def _augment_spec(cfg: Any, seed: int | None) -> dict[str, Any]:
         return {}
     # The stem rescales pixels to [0, 1] before augmenting: contrast clips to that range.
     spec["value_range"] = [0.0, 1.0]
-    if seed is not None:
-        spec["seed"] = int(seed)
+    spec["seed"] = int(seed)
     return spec
 
 
 @DATASETS.register("image_folder")
-def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
-    """Scan ``cfg.path``, check every image and return the splits as file paths.
+def load_image_folder(cfg: ImageFolderData, seed: int) -> Splits:
+    """Scan ``cfg.path``, check every image and return the splits as file paths (``seed`` seeds augmentation).
 
     Raises:
         DataError: a missing or empty folder, a class folder with no images, class folders that differ
             between splits, or (with ``data.bad_images: error``) a file that cannot be decoded.
     """
     root = Path(cfg.path)
-    if not root.exists():
-        raise DataError(f"`data.path`: {root} does not exist; point data.path at the image folder.")
-    if not root.is_dir():
-        raise DataError(
-            f"`data.path`: {root} is a file; data.kind image_folder needs a folder of class folders."
-        )
-    folders = _split_folders(root)
-    layout = "split folders" if folders else "single folder"
+    layout = find_layout(root, IMAGE_FILES, "image folder")
+    class_names = layout.class_names
+    splits = scan_layout(layout, IMAGE_FILES)
+    check_test_split(layout, cfg.test_split)
     notes: list[str] = []
-    train_folder = folders.get("train", root)
-    class_names = _class_names(train_folder)
-    if len(class_names) < 2:
-        raise DataError(
-            f"`data.path`: {train_folder} holds one class folder ({class_names[0]}); a classifier needs two "
-            "or more."
-        )
-    splits = {"train": _scan_split(train_folder, class_names)}
-    for name in ("validation", "test"):
-        if name in folders:
-            names = _class_names(folders[name])
-            _check_same_classes(folders[name], names, class_names, train_folder)
-            splits[name] = _scan_split(folders[name], class_names)
-    if "test" in folders and cfg.test_split > 0:
-        raise DataError(
-            f"`data.test_split` is {cfg.test_split} but {folders['test']} already holds the test split; "
-            "set data.test_split: 0 or remove the folder."
-        )
     skipped: list[str] = []
     for split in splits.values():
         _drop_bad(split, cfg.bad_images, skipped)
@@ -301,20 +177,20 @@ def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
     if "validation" in splits:
         notes.append(f"validation: {splits['validation'].folder} (data.validation_split not used)")
 
-    x_train, y_train = _as_arrays(splits["train"])
+    x_train, y_train = as_arrays(splits["train"].paths, splits["train"].labels)
     manifest = {"train": x_train.tolist()}
     x_val = y_val = x_test = y_test = None
     if "validation" in splits:
-        x_val, y_val = _as_arrays(splits["validation"])
+        x_val, y_val = as_arrays(splits["validation"].paths, splits["validation"].labels)
         manifest["validation"] = x_val.tolist()
     if "test" in splits:
-        x_test, y_test = _as_arrays(splits["test"])
+        x_test, y_test = as_arrays(splits["test"].paths, splits["test"].labels)
         manifest["test"] = x_test.tolist()
     elif cfg.test_split > 0:
-        keep, held = carve_indices(y_train, cfg.test_split, IMAGE_TEST_SEED, "data.test_split")
+        keep, held = carve_indices(y_train, cfg.test_split, TEST_SEED, "data.test_split")
         x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
         manifest["train"], manifest["test"] = x_train.tolist(), x_test.tolist()
-        notes.append(f"test: {len(y_test)} images carved from train with the fixed seed {IMAGE_TEST_SEED}")
+        notes.append(f"test: {len(y_test)} images carved from train with the fixed seed {TEST_SEED}")
 
     height, width = (int(v) for v in cfg.image_size)
     channels = 1 if cfg.color_mode == "grayscale" else 3
@@ -322,7 +198,7 @@ def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
     state: dict[str, Any] = {
         "image": {
             "root": str(root),
-            "layout": layout,
+            "layout": layout.name,
             "image_size": [height, width],
             "color_mode": cfg.color_mode,
             "channels": channels,
@@ -332,7 +208,7 @@ def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
     }
     if skipped:
         state["skipped_images"] = {"count": len(skipped), "files": skipped[:SKIPPED_LISTED]}
-    return RawData(
+    return Splits(
         x_train=x_train,
         y_train=y_train,
         x_val=x_val,
@@ -345,7 +221,7 @@ def load_image_folder(cfg: Any, seed: int | None = None) -> RawData:
         notes=notes,
         task="classification",
         input_kind="image_files",
-        input_shape=(height, width, channels),
+        shape=(height, width, channels),
         stem={"augment": augment} if augment else {},
         state=state,
         manifest=manifest,
@@ -378,6 +254,19 @@ def read_images(paths: Sequence[str], size: tuple[int, int], channels: int) -> n
             pixels = pixels.resize((width, height), Image.Resampling.BILINEAR)
         out[i] = np.asarray(pixels, dtype=np.uint8).reshape(height, width, channels)
     return out
+
+
+def display_images(splits: Splits, split: str, index: np.ndarray) -> np.ndarray | None:
+    """Examples ``index`` of ``split`` as float images in [0, 1] for plots; None when not images."""
+    x, _ = splits.get(split)
+    if splits.input_kind == "image_files":
+        h, w, c = splits.input_shape
+        return read_images([str(p) for p in x[index]], (h, w), c).astype(np.float64) / 255.0
+    if splits.input_kind == "array" and x.ndim in (3, 4) and splits.task != "regression":
+        if x.ndim == 4 and x.shape[-1] not in (1, 3):
+            return None
+        return x[index].astype(np.float64) / splits.scale
+    return None
 
 
 # ------------------------------------------------------------------------------------------ writing

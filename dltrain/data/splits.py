@@ -1,11 +1,14 @@
-"""The ``Splits`` container, split carving and the checks every dataset passes through."""
+"""The ``Splits`` container, split carving and the checks every dataset passes through.
+
+The bottom of the data layer: it imports nothing else from ``dltrain.data``. Loaders (``builtin``, ``images``,
+``text``, ``tabular``, ``timeseries``) build on it, ``loading.load_splits`` completes what they return.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,10 +16,15 @@ import numpy as np
 from dltrain.errors import DataError
 
 SPLITS = ("train", "validation", "test")
-
-
 TASKS = ("classification", "binary", "regression")
 INPUT_KINDS = ("array", "image_files", "text")
+
+# Held-out test splits carved by the loaders (digits, the single-folder layout of image and text folders) are
+# drawn with a fixed seed, not the experiment's, so configs with different seeds are scored on the same
+# examples. csv's data.test_split has always drawn from a stream of its own: its seed stays what old runs
+# used, so their test rows stay the same.
+TEST_SEED = 20240101
+CSV_TEST_SEED = 20240102
 
 
 @dataclass(frozen=True)
@@ -26,20 +34,27 @@ class Splits:
     ``x`` keeps its stored form: uint8 images stay uint8 in memory; ``input_kind`` "image_files" holds file
     paths (decoded per batch by the input pipeline), "text" holds strings. Targets: class indices (int64,
     shape (n,)) for classification and binary, float32 of shape (n, outputs) in original units for regression.
+
+    A loader returns a partial ``Splits``: the arrays as stored (``x_val`` None unless it carved or found a
+    validation split itself), ``task`` "auto" unless the data decides it, ``scale`` 0 unless the data fixes
+    it. ``dltrain.data.loading.load_splits`` completes it (task, checked targets, class names, validation
+    carve, scale, regression statistics); everything past ``load_splits`` sees complete splits only.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    class_names: list[str]
-    scale: float = 1.0
-    """Inputs are divided by this in the model's first layer (255 for 8-bit images)."""
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+    scale: float = 0.0
+    """Inputs are divided by this in the model's first layer (255 for 8-bit images); a loader's 0 means "from
+    the training inputs' dtype" (``scale_for``)."""
     source: str = ""
     notes: list[str] = field(default_factory=list)
-    task: str = "classification"
+    task: str = "auto"
+    """classification, binary or regression (``TASKS``); a loader's "auto" leaves it to ``load_splits``."""
     input_kind: str = "array"
     shape: tuple[int, ...] | None = None
     """One example's shape when ``x`` does not show it (image files: (height, width, channels))."""
@@ -151,20 +166,6 @@ class Splits:
             out["target_names"] = self.target_names
         return out
 
-    def display_images(self, split: str, index: np.ndarray) -> np.ndarray | None:
-        """Examples ``index`` of ``split`` as float images in [0, 1] for plots; None when not images."""
-        x, _ = self.get(split)
-        if self.input_kind == "image_files":
-            from dltrain.data.images import read_images
-
-            h, w, c = self.input_shape
-            return read_images([str(p) for p in x[index]], (h, w), c).astype(np.float64) / 255.0
-        if self.input_kind == "array" and x.ndim in (3, 4) and self.task != "regression":
-            if x.ndim == 4 and x.shape[-1] not in (1, 3):
-                return None
-            return x[index].astype(np.float64) / self.scale
-        return None
-
 
 def carve_indices(
     y: np.ndarray, fraction: float, seed: int, what: str, stratify: bool = True
@@ -271,8 +272,8 @@ def check_pair(
     return y
 
 
-def resolve_task(configured: str, raw_task: str | None, y: np.ndarray, source: str) -> str:
-    """The task: the config's choice, else the loader's, else inferred from the training targets.
+def resolve_task(configured: str, loader_task: str, y: np.ndarray, source: str) -> str:
+    """The task: the config's choice, else the loader's (unless "auto"), else inferred from the training targets.
 
     Integer-valued targets are classes (two of them: binary); other numbers are a regression.
     """
@@ -285,9 +286,12 @@ def resolve_task(configured: str, raw_task: str | None, y: np.ndarray, source: s
         if not numeric:
             raise DataError(f"{source}: data.task is regression but the targets are not numbers.")
         return "regression"
-    task = (
-        configured if configured != "auto" else (raw_task or ("classification" if integral else "regression"))
-    )
+    if configured != "auto":
+        task = configured
+    elif loader_task != "auto":
+        task = loader_task
+    else:
+        task = "classification" if integral else "regression"
     if task == "classification" and configured == "auto" and integral and y.ndim == 1:
         if len(np.unique(y)) == 2 and set(np.unique(y).tolist()) <= {0, 1}:
             task = "binary"
@@ -301,134 +305,3 @@ def scale_for(x: np.ndarray) -> float:
     if np.issubdtype(x.dtype, np.integer):
         return float(max(int(x.max()), 1))
     return 1.0
-
-
-def load_splits(cfg: Any, seed: int) -> Splits:
-    """Load the dataset named by ``cfg.kind`` and carve validation (and test, where needed) with ``seed``.
-
-    Raises:
-        DataError: the files are missing or malformed (exit 3), always before any model is built.
-    """
-    import importlib
-    import inspect
-
-    from dltrain.data.builtin import DATASETS, LOADER_MODULES
-
-    if cfg.kind in LOADER_MODULES:
-        importlib.import_module(LOADER_MODULES[cfg.kind])  # registers the loader
-    loader = DATASETS.get(cfg.kind)
-    # Loaders that carve validation themselves (statistics from training rows only) take the seed.
-    takes_seed = "seed" in inspect.signature(loader).parameters
-    raw = loader(cfg, seed=seed) if takes_seed else loader(cfg)  # type: ignore[call-arg]
-    task = resolve_task(getattr(cfg, "task", "auto"), raw.task, raw.y_train, raw.source)
-    names = raw.class_names if task != "regression" else []
-    n_classes = len(names) if names else None
-    if task == "binary" and n_classes not in (None, 2):
-        raise DataError(f"{raw.source}: data.task is binary but the data has {n_classes} classes.")
-    y_train = check_pair(raw.x_train, raw.y_train, "train", raw.source, n_classes, task)
-    if task != "regression" and not names:
-        names = [str(i) for i in range(max(int(y_train.max()) + 1, 2 if task == "binary" else 1))]
-    x_train = raw.x_train
-    x_val, y_val = raw.x_val, raw.y_val
-    notes = list(raw.notes)
-    manifest = dict(raw.manifest)
-    if x_val is None or y_val is None:
-        if cfg.validation_split > 0:
-            keep, held = carve_indices(
-                y_train, cfg.validation_split, seed, "data.validation_split", stratify=task != "regression"
-            )
-            x_train, x_val, y_train, y_val = x_train[keep], x_train[held], y_train[keep], y_train[held]
-            if "train" in manifest:
-                items = manifest["train"]
-                manifest["train"], manifest["validation"] = [items[i] for i in keep], [items[i] for i in held]
-            notes.append(f"validation: {len(y_val)} examples carved from train with seed {seed}")
-    else:
-        y_val = check_pair(x_val, y_val, "validation", raw.source, len(names) or None, task)
-    x_test, y_test = raw.x_test, raw.y_test
-    if x_test is not None and y_test is not None:
-        y_test = check_pair(x_test, y_test, "test", raw.source, len(names) or None, task)
-    for split, xs in (("validation", x_val), ("test", x_test)):
-        if xs is not None and raw.input_shape is None and xs.shape[1:] != x_train.shape[1:]:
-            raise DataError(
-                f"{raw.source}: {split} inputs have shape {xs.shape[1:]} but train inputs {x_train.shape[1:]}."
-            )
-    numeric = x_train.dtype.kind not in ("U", "S", "O")
-    target_mean, target_std = raw.target_mean, raw.target_std
-    if task == "regression" and target_mean is None:
-        # Targets are standardised for training with the training split's statistics only.
-        target_mean = y_train.mean(axis=0).astype(np.float32)
-        target_std = y_train.std(axis=0).astype(np.float32)
-    if target_std is not None:
-        target_std = np.where(target_std > 0, target_std, 1.0).astype(np.float32)
-    return Splits(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        class_names=names,
-        scale=raw.scale if raw.scale else (scale_for(x_train) if numeric else 1.0),
-        source=raw.source,
-        notes=notes,
-        task=task,
-        input_kind=raw.input_kind,
-        shape=raw.input_shape,
-        stem=raw.stem,
-        target_names=raw.target_names
-        or ([f"y{i}" for i in range(y_train.shape[1])] if task == "regression" else []),
-        target_mean=target_mean,
-        target_std=target_std,
-        baselines=raw.baselines,
-        baseline_name=raw.baseline_name,
-        state=raw.state,
-        manifest=manifest,
-    )
-
-
-def write_data_files(run_dir: Path, splits: Splits, stem: dict[str, Any] | None = None) -> None:
-    """``run_dir/data/``: the split manifest (which file or row went where), the transforms' statistics and
-    state computed on the training split (standardisation, categories, vocabulary), so a later evaluate or
-    predict applies exactly what fit learned."""
-    import csv
-    import io
-    import json
-
-    from dltrain.fsutil import atomic_write_text
-
-    out = run_dir / "data"
-    out.mkdir(parents=True, exist_ok=True)
-    stem = dict(stem if stem is not None else splits.stem)
-    vocabulary = stem.get("text", {}).get("vocabulary")
-    if vocabulary is not None:
-        atomic_write_text(out / "vocabulary.txt", "".join(f"{token}\n" for token in vocabulary))
-        stem["text"] = {k: v for k, v in stem["text"].items() if k != "vocabulary"}
-        stem["text"]["vocabulary_file"] = "data/vocabulary.txt"
-    state: dict[str, Any] = {"task": splits.task, "class_names": splits.class_names, "stem": stem}
-    if splits.task == "regression":
-        state["targets"] = {
-            "names": splits.target_names,
-            "mean": np.asarray(splits.target_mean).tolist(),
-            "std": np.asarray(splits.target_std).tolist(),
-            "computed_on": "train",
-        }
-    state.update(splits.state)
-    atomic_write_text(out / "state.json", json.dumps(state, indent=2, default=_jsonable) + "\n")
-    if splits.manifest:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["split", "item"])
-        for split in SPLITS:
-            for item in splits.manifest.get(split, []):
-                writer.writerow([split, item])
-        atomic_write_text(out / "manifest.csv", buf.getvalue())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

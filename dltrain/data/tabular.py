@@ -36,14 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.builtin import DATASETS, RawData
-from dltrain.data.splits import carve_indices
+from dltrain.config.schema import CsvData
+from dltrain.data.loading import DATASETS
+from dltrain.data.splits import CSV_TEST_SEED, Splits, carve_indices
 from dltrain.errors import ConfigError, DataError
 
 MAX_AUTO_CLASSES = 20
 """``data.task: auto``: whole-number labels with more distinct values than this are a regression."""
-TEST_SEED = 20240102
-"""``data.test_split`` is drawn with a fixed seed, not the experiment's: every seed is scored on the same rows."""
 MISSING_CELLS = frozenset({"", "nan", "na", "n/a", "null", "none", "?", "-"})
 """Cells that mean "unknown": errors in numeric columns and in the label (never a class of their own); they
 do not count when deciding whether a column is numeric."""
@@ -232,14 +231,10 @@ class _Part:
     rows: np.ndarray
 
 
-def _files(cfg: Any) -> dict[str, Path]:
+def _files(cfg: CsvData) -> dict[str, Path]:
     if cfg.path is not None and cfg.train is not None:
         raise ConfigError(
             "`data.path` and `data.train` both set; give one CSV (path) or split files (train)."
-        )
-    if cfg.path is None and cfg.train is None:
-        raise ConfigError(
-            "`data.path` (one CSV) or `data.train` (with data.validation, data.test) is required."
         )
     if cfg.path is not None:
         extra = [k for k in ("validation", "test") if getattr(cfg, k) is not None]
@@ -249,14 +244,18 @@ def _files(cfg: Any) -> dict[str, Path]:
                 "data.path, or drop it (the split is then carved from data.path)."
             )
         return {"train": Path(cfg.path)}
+    if cfg.train is None:
+        raise ConfigError(
+            "`data.path` (one CSV) or `data.train` (with data.validation, data.test) is required."
+        )
     files = {"train": Path(cfg.train)}
-    for split, key in (("validation", "validation"), ("test", "test")):
-        if getattr(cfg, key) is not None:
-            files[split] = Path(getattr(cfg, key))
+    for split, path in (("validation", cfg.validation), ("test", cfg.test)):
+        if path is not None:
+            files[split] = Path(path)
     return files
 
 
-def _feature_columns(cfg: Any, table: Table) -> tuple[list[str], list[str]]:
+def _feature_columns(cfg: CsvData, table: Table) -> tuple[list[str], list[str]]:
     """(feature columns, categorical columns) in the training file's order."""
     table.column(cfg.label, "data.label")
     if cfg.features is not None:
@@ -449,7 +448,7 @@ def _check_columns(table: Table, needed: list[str], key: str) -> None:
 
 
 @DATASETS.register("csv")
-def load_csv(cfg: Any, seed: int = 0) -> RawData:
+def load_csv(cfg: CsvData, seed: int) -> Splits:
     """Read, split, check and encode a table (see the module docstring for the rules)."""
     files = _files(cfg)
     tables = {
@@ -474,7 +473,7 @@ def load_csv(cfg: Any, seed: int = 0) -> RawData:
     notes = [f"task: {task} ({why})"]
     if cfg.path is not None and cfg.test_split > 0:
         parts["train"], ys["train"], parts["test"], ys["test"] = _carve(
-            parts["train"], ys["train"], cfg.test_split, TEST_SEED, "data.test_split", stratify
+            parts["train"], ys["train"], cfg.test_split, CSV_TEST_SEED, "data.test_split", stratify
         )
         notes.append(f"test: {len(ys['test'])} rows held out with a fixed seed")
     if "validation" not in parts and cfg.validation_split > 0:
@@ -493,7 +492,7 @@ def load_csv(cfg: Any, seed: int = 0) -> RawData:
             notes.append(f"{split}: {count} rows of {name!r} have a category the training rows lack ({how})")
     if categorical:
         notes.append(f"categorical ({encoder.encoding}): {', '.join(categorical)}")
-    return RawData(
+    return Splits(
         x_train=xs["train"],
         y_train=ys["train"],
         x_val=xs.get("validation"),
@@ -527,7 +526,7 @@ def _mean_baselines(ys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _state(
-    cfg: Any, table: Table, encoder: _Encoder, parts: dict[str, _Part], features: list[str]
+    cfg: CsvData, table: Table, encoder: _Encoder, parts: dict[str, _Part], features: list[str]
 ) -> dict[str, Any]:
     """What fit records in data/state.json: how a row becomes the model's input."""
     return {

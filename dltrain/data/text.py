@@ -1,6 +1,6 @@
 """``text_folder``: text files in class folders, read and checked before TensorFlow starts (light zone).
 
-Two layouts, as Keras' ``text_dataset_from_directory`` and fast.ai read them::
+Two layouts, as Keras' ``text_dataset_from_directory`` and fast.ai read them (``dltrain.data.folders``)::
 
     root/train/<class>/*.txt      root/valid/ (or val/, validation/) and root/test/ optional
     root/<class>/*.txt            validation and test carved with data.validation_split / data.test_split
@@ -14,128 +14,34 @@ model turns them into tokens (``dltrain.models.text``) with a vocabulary learned
 from __future__ import annotations
 
 import codecs
-import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from dltrain.data.builtin import DATASETS, RawData
-from dltrain.data.splits import carve_indices
+from dltrain.config.schema import TextFolderData
+from dltrain.data.folders import FolderKind, as_arrays, check_test_split, find_layout, scan_layout
+from dltrain.data.loading import DATASETS
+from dltrain.data.splits import TEST_SEED, Splits, carve_indices
 from dltrain.errors import ConfigError, DataError
 
 TEXT_EXTENSION = ".txt"
-VALIDATION_NAMES = ("valid", "val", "validation")
-# The single-folder layout's test split is drawn with a fixed seed, not the experiment's (as for the digits and
-# image folders), so configs with different seeds are still scored on the same held-out texts.
-TEXT_TEST_SEED = 20240101
 # A character TextVectorization keeps as (part of) a word: anything but whitespace and the ASCII punctuation
 # its default standardisation ("lower_and_strip_punctuation") deletes. A text without one becomes all padding.
 _WORD_CHAR = re.compile(r"""[^\s!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']""")
 
 
-@dataclass
-class _Split:
-    """One split's files, in sorted order, with the index of their class folder and their decoded text."""
-
-    folder: Path
-    paths: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    ignored: int = 0  # files that do not end in .txt
+def _no_text_files(folder: Path, ignored: int) -> str:
+    other = f" ({ignored} files of other types)" if ignored else ""
+    return f"`data.path`: {folder} holds no .txt files{other}; remove the folder or add text files."
 
 
-# ------------------------------------------------------------------------------------------ scanning
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
-def _subfolders(folder: Path) -> list[str]:
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if e.is_dir() and not _is_hidden(e.name))
-    except OSError as exc:
-        raise DataError(f"`data.path`: cannot read {folder} ({exc.strerror}).") from None
-
-
-def _text_files(folder: Path) -> tuple[list[str], int]:
-    """.txt files under ``folder`` (sub-folders too, as Keras reads them), sorted; and how many others."""
-    found: list[str] = []
-    ignored = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in sorted(filenames):
-            if _is_hidden(name):
-                continue
-            if name.lower().endswith(TEXT_EXTENSION):
-                found.append(os.path.join(dirpath, name))
-            else:
-                ignored += 1
-    return found, ignored
-
-
-def _class_names(folder: Path) -> list[str]:
-    names = _subfolders(folder)
-    if not names:
-        loose, _ = _text_files(folder)
-        hint = (
-            f"it holds {len(loose)} .txt files but no class folders; move them into <class>/ folders"
-            if loose
-            else "it is empty"
-        )
-        raise DataError(
-            f"`data.path`: {folder} holds no class folders ({hint}). Expected {folder}/<class>/*.txt, or "
-            "train/<class>/, valid/<class>/ and test/<class>/ folders."
-        )
-    return names
-
-
-def _check_same_classes(split: Path, names: list[str], train_names: list[str], train: Path) -> None:
-    missing = sorted(set(train_names) - set(names))
-    extra = sorted(set(names) - set(train_names))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"lacks {', '.join(missing)}")
-        if extra:
-            parts.append(f"has {', '.join(extra)} that {train} does not")
-        raise DataError(
-            f"`data.path`: the class folders of {split} differ from those of {train}: it {'; '.join(parts)}. "
-            "Every split needs the same class folders."
-        )
-
-
-def _split_folders(root: Path) -> dict[str, Path]:
-    """The split folders of the train/valid/test layout (names matched case-insensitively); {} when the root
-    is itself the class folders."""
-    by_lower: dict[str, list[str]] = {}
-    for name in _subfolders(root):
-        by_lower.setdefault(name.lower(), []).append(name)
-    split_named = [name for key in ("test", *VALIDATION_NAMES) for name in by_lower.get(key, [])]
-    if "train" not in by_lower:
-        if split_named:
-            # A class called "test" is possible, but a root with test/ and no train/ is far more often a
-            # split layout whose train/ folder is missing or misspelt.
-            raise DataError(
-                f"`data.path`: {root} has {', '.join(n + '/' for n in split_named)} but no train/ folder. "
-                f"The split layout needs {root}/train/<class>/*.txt; the single-folder layout, class folders only."
-            )
-        return {}
-    found = {"train": root / by_lower["train"][0]}
-    val = [name for key in VALIDATION_NAMES for name in by_lower.get(key, [])]
-    if len(val) > 1:
-        raise DataError(
-            f"`data.path`: {root} has {len(val)} validation folders ({', '.join(val)}); keep one."
-        )
-    if val:
-        found["validation"] = root / val[0]
-    if "test" in by_lower:
-        found["test"] = root / by_lower["test"][0]
-    return found
+TEXT_FILES = FolderKind(
+    data_kind="text_folder",
+    extensions=(TEXT_EXTENSION,),
+    files=".txt files",
+    pattern="*.txt",
+    empty_class=_no_text_files,
+    split_names_need_train=True,
+)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -176,41 +82,23 @@ def has_words(text: str) -> bool:
     return _WORD_CHAR.search(text) is not None
 
 
-def _scan_split(folder: Path, class_names: list[str], encoding: str) -> _Split:
-    split = _Split(folder)
-    for label, name in enumerate(class_names):
-        files, ignored = _text_files(folder / name)
-        if not files:
-            other = f" ({ignored} files of other types)" if ignored else ""
-            raise DataError(
-                f"`data.path`: {folder / name} holds no .txt files{other}; remove the folder or add text files."
-            )
-        for path in files:
-            text = read_text(path, encoding)
-            if not has_words(text):
-                raise DataError(
-                    f"{path}: holds no words ({len(text)} characters of spaces and punctuation); "
-                    "remove the file or give it its text."
-                )
-            split.texts.append(text)
-        split.paths.extend(files)
-        split.labels.extend([label] * len(files))
-        split.ignored += ignored
-    return split
-
-
-def _as_arrays(split: _Split) -> tuple[np.ndarray, np.ndarray]:
-    texts = np.empty(len(split.texts), dtype=object)  # object, not "<U{longest}": no padding to the longest
-    texts[:] = split.texts
-    return texts, np.array(split.labels, dtype=np.int64)
+def read_example(path: str, encoding: str) -> str:
+    """The text of one example file; a file that does not decode or holds no words is a ``DataError``."""
+    text = read_text(path, encoding)
+    if not has_words(text):
+        raise DataError(
+            f"{path}: holds no words ({len(text)} characters of spaces and punctuation); "
+            "remove the file or give it its text."
+        )
+    return text
 
 
 # ------------------------------------------------------------------------------------------ loading
 
 
 @DATASETS.register("text_folder")
-def load_text_folder(cfg: Any) -> RawData:
-    """Scan ``cfg.path``, decode every file and return the splits as texts.
+def load_text_folder(cfg: TextFolderData, seed: int) -> Splits:
+    """Scan ``cfg.path``, decode every file and return the splits as texts (nothing here is drawn with ``seed``).
 
     Raises:
         ConfigError: ``data.encoding`` is not an encoding.
@@ -224,30 +112,14 @@ def load_text_folder(cfg: Any) -> RawData:
             "set it to auto, classification or binary."
         )
     root = Path(cfg.path)
-    if not root.exists():
-        raise DataError(f"`data.path`: {root} does not exist; point data.path at the text folder.")
-    if not root.is_dir():
-        raise DataError(
-            f"`data.path`: {root} is a file; data.kind text_folder needs a folder of class folders."
-        )
-    folders = _split_folders(root)
-    train_folder = folders.get("train", root)
-    class_names = _class_names(train_folder)
-    if len(class_names) < 2:
-        raise DataError(
-            f"`data.path`: {train_folder} holds one class folder ({class_names[0]}); a classifier needs two "
-            "or more."
-        )
-    if "test" in folders and cfg.test_split > 0:
-        raise DataError(
-            f"`data.test_split` is {cfg.test_split} but {folders['test']} already holds the test split; "
-            "set data.test_split: 0 or remove the folder."
-        )
-    splits = {"train": _scan_split(train_folder, class_names, encoding)}
-    for name in ("validation", "test"):
-        if name in folders:
-            _check_same_classes(folders[name], _class_names(folders[name]), class_names, train_folder)
-            splits[name] = _scan_split(folders[name], class_names, encoding)
+    layout = find_layout(root, TEXT_FILES, "text folder")
+    check_test_split(layout, cfg.test_split)
+    texts: dict[str, str] = {}
+
+    def read(path: str) -> None:
+        texts[path] = read_example(path, encoding)
+
+    splits = scan_layout(layout, TEXT_FILES, read)
 
     notes: list[str] = []
     ignored = sum(s.ignored for s in splits.values())
@@ -255,36 +127,39 @@ def load_text_folder(cfg: Any) -> RawData:
         notes.append(f"ignored {ignored} files that do not end in {TEXT_EXTENSION}")
     if "validation" in splits:
         notes.append(f"validation: {splits['validation'].folder} (data.validation_split not used)")
-    x_train, y_train = _as_arrays(splits["train"])
+    arrays = {
+        name: as_arrays([texts[path] for path in split.paths], split.labels) for name, split in splits.items()
+    }
+    x_train, y_train = arrays["train"]
     manifest = {"train": list(splits["train"].paths)}
     x_val = y_val = x_test = y_test = None
     if "validation" in splits:
-        x_val, y_val = _as_arrays(splits["validation"])
+        x_val, y_val = arrays["validation"]
         manifest["validation"] = list(splits["validation"].paths)
     if "test" in splits:
-        x_test, y_test = _as_arrays(splits["test"])
+        x_test, y_test = arrays["test"]
         manifest["test"] = list(splits["test"].paths)
     elif cfg.test_split > 0:
-        keep, held = carve_indices(y_train, cfg.test_split, TEXT_TEST_SEED, "data.test_split")
+        keep, held = carve_indices(y_train, cfg.test_split, TEST_SEED, "data.test_split")
         paths = manifest["train"]
         manifest["train"], manifest["test"] = [paths[i] for i in keep], [paths[i] for i in held]
         x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
-        notes.append(f"test: {len(y_test)} texts carved from train with the fixed seed {TEXT_TEST_SEED}")
+        notes.append(f"test: {len(y_test)} texts carved from train with the fixed seed {TEST_SEED}")
 
-    return RawData(
+    return Splits(
         x_train=x_train,
         y_train=y_train,
         x_val=x_val,
         y_val=y_val,
         x_test=x_test,
         y_test=y_test,
-        class_names=class_names,
+        class_names=layout.class_names,
         scale=1.0,
         source=str(root),
         notes=notes,
         task="classification",
         input_kind="text",
-        input_shape=(),
+        shape=(),
         stem={
             "text": {
                 "max_tokens": int(cfg.max_tokens),
@@ -295,7 +170,7 @@ def load_text_folder(cfg: Any) -> RawData:
         state={
             "text": {
                 "root": str(root),
-                "layout": "split folders" if folders else "single folder",
+                "layout": layout.name,
                 "encoding": encoding,
                 "standardize": "lower_and_strip_punctuation",
                 "split": "whitespace",

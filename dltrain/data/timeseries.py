@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.builtin import DATASETS, RawData
+from dltrain.config.schema import TimeseriesCsvData
+from dltrain.data.loading import DATASETS
+from dltrain.data.splits import Splits
 from dltrain.data.tabular import Table, mostly_numeric, numeric_column, parse_number, read_table
 from dltrain.errors import ConfigError, DataError
 
@@ -31,7 +33,7 @@ class Part:
     window_starts: np.ndarray
 
 
-def input_columns(cfg: Any, table: Table) -> list[str]:
+def input_columns(cfg: TimeseriesCsvData, table: Table) -> list[str]:
     """The columns fed to the model: ``data.columns``, else every mostly numeric column but the time column."""
     time_col = cfg.time_column
     if cfg.columns is not None:
@@ -64,7 +66,7 @@ def check_time_order(table: Table, col: int) -> None:
             )
 
 
-def split_parts(n_rows: int, cfg: Any) -> list[Part]:
+def split_parts(n_rows: int, cfg: TimeseriesCsvData) -> list[Part]:
     """Chronological parts train | validation | test and their window starts (every ``stride`` rows)."""
     span = cfg.window + cfg.horizon
     n_test = int(round(n_rows * cfg.test_split))
@@ -106,8 +108,9 @@ def windows(
 
 
 @DATASETS.register("timeseries_csv")
-def load_timeseries(cfg: Any) -> RawData:
-    """Read the series, split it by time and cut the windows (see the module docstring)."""
+def load_timeseries(cfg: TimeseriesCsvData, seed: int) -> Splits:
+    """Read the series, split it by time and cut the windows (see the module docstring); the split is
+    chronological, so ``seed`` draws nothing."""
     if cfg.task not in ("auto", "regression"):
         raise ConfigError(
             f"`data.task` is {cfg.task} but timeseries_csv forecasts numbers; set it to auto or regression."
@@ -144,7 +147,7 @@ def load_timeseries(cfg: Any) -> RawData:
     target_names = (
         [cfg.target] if cfg.horizon == 1 else [f"{cfg.target}[t+{k}]" for k in range(1, cfg.horizon + 1)]
     )
-    return RawData(
+    return Splits(
         x_train=out["train"][0],
         y_train=out["train"][1],
         x_val=out["validation"][0] if "validation" in out else None,

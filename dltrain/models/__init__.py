@@ -8,12 +8,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from dltrain.config.schema import ModelConfig
 from dltrain.models import cnn, dense, rnn  # noqa: F401  (registers the builders)
 from dltrain.models.common import MODELS
 
 
 def build_model(
-    cfg: Any,
+    cfg: ModelConfig,
     *,
     input_shape: tuple[int, ...],
     num_classes: int,

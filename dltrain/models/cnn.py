@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 
+from dltrain.config.schema import CnnModel
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
 
 
-def _conv_block(x: keras.KerasTensor, filters: int, cfg: Any) -> keras.KerasTensor:
+def _conv_block(x: keras.KerasTensor, filters: int, cfg: CnnModel) -> keras.KerasTensor:
     shortcut = x
     for _ in range(cfg.convs_per_block):
         x = keras.layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm)(x)
@@ -25,7 +24,7 @@ def _conv_block(x: keras.KerasTensor, filters: int, cfg: Any) -> keras.KerasTens
 
 @MODELS.register("cnn")
 def build_cnn(
-    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: CnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
     if len(input_shape) == 2:

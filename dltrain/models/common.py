@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dltrain.config.schema import ModelConfig
 from dltrain.registry import Registry
 
 MODELS: Registry[Callable[..., keras.Model]] = Registry("model")
@@ -85,5 +86,5 @@ def head(
     return keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
 
 
-def model_name(cfg: Any) -> str:
+def model_name(cfg: ModelConfig) -> str:
     return f"dltrain_{cfg.kind}"

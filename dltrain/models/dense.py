@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 
+from dltrain.config.schema import DenseModel
 from dltrain.models.common import MODELS, head, input_stem, model_name
 
 
 @MODELS.register("dense")
 def build_dense(
-    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: DenseModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
     if stem and "text" in stem:  # token embeddings: their mean over the text (padding masked out)

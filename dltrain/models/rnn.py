@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 
+from dltrain.config.schema import RnnModel
 from dltrain.models.common import MODELS, head, input_stem, model_name
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.layers.SimpleRNN}
@@ -13,7 +12,7 @@ _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.la
 
 @MODELS.register("rnn")
 def build_rnn(
-    cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: RnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
     if len(x.shape) == 2:  # a plain sequence of numbers: one feature per step

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from dltrain.config import Config
 from dltrain.data import Splits, load_splits
+from dltrain.data.images import display_images
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, file_sha256
 from dltrain.report import metrics, plots
@@ -242,7 +243,7 @@ def _classification_report(
         ["index", "item", "true", "predicted", "loss", "probability", "true_probability"],
         top,
     )
-    images = splits.display_images(split, top_idx) if len(top_idx) else None
+    images = display_images(splits, split, top_idx) if len(top_idx) else None
     if images is not None:
         plots.plot_top_losses(
             images,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import Config, to_yaml
+from dltrain.data.images import display_images
 from dltrain.data.splits import SPLITS, Splits
 from dltrain.fsutil import atomic_write_json, atomic_write_text
 from dltrain.report import plots
@@ -146,7 +147,7 @@ def inspect_data(cfg: Config, splits: Splits, runs_root: Path) -> InspectReport:
         chosen = np.concatenate(
             [np.flatnonzero(y == c)[:SAMPLES_PER_CLASS] for c in range(splits.num_classes)]
         ).astype(np.int64)
-        images = splits.display_images("train", chosen) if len(chosen) else None
+        images = display_images(splits, "train", chosen) if len(chosen) else None
         if images is not None:
             plots.plot_samples_per_class(
                 images, y[chosen], splits.class_names, run_dir / "samples.png", SAMPLES_PER_CLASS

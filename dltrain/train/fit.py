@@ -24,7 +24,7 @@ import tensorflow as tf
 from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.data.splits import write_data_files
+from dltrain.data.state import write_data_files
 from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
 from dltrain.fsutil import file_sha256
 from dltrain.lrfind.result import LrFindResult, write_lr_find
