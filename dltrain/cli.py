@@ -278,6 +278,9 @@ def config_schema(
 
 
 def main() -> None:
+    from dltrain import tfquiet
+
+    tfquiet.install()  # first: TensorFlow's C++ start-up noise off stderr (not with --verbose / DLTRAIN_TF_LOGS=1)
     # Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills without a word; ignored, the
     # write fails with EFBIG instead and the run stops with a clear message and its checkpoints intact.
     if hasattr(signal, "SIGXFSZ"):
