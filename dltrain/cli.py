@@ -46,7 +46,9 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a key, e.g. --set optimizer.learning_rate=3e-3 (repeatable)."),
 ]
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Debug logging, and TensorFlow's own start-up lines.")
+]
 
 
 def handle_errors(fn: F) -> F:
@@ -201,6 +203,9 @@ def config_schema(
 
 
 def main() -> None:
+    from dltrain import tfquiet
+
+    tfquiet.install()  # first: TensorFlow's C++ start-up noise off stderr (not with --verbose / DLTRAIN_TF_LOGS=1)
     # Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills without a word; ignored, the
     # write fails with EFBIG instead and the run stops with a clear message and its checkpoints intact.
     if hasattr(signal, "SIGXFSZ"):
