@@ -122,11 +122,12 @@ class Splits:
             "test": 0 if self.y_test is None else len(self.y_test),
         }
 
-    def fingerprint(self, split: str) -> str:
+    def fingerprint(self, split: str, mtimes: bool = True) -> str:
         """A short hash of a split's contents, so evaluate can prove it scores the same examples.
 
-        Image files count by path, size and modification time (reading 50k images to hash them would cost
-        more than an epoch); arrays and texts by content.
+        Image files count by path, size and (with ``mtimes``) modification time: reading 50k images to hash
+        them would cost more than an epoch. Without ``mtimes`` a copy or a fresh checkout of the same files
+        still matches (``file_fingerprints`` in run.json). Arrays and texts count by content.
         """
         x, y = self.get(split)
         digest = hashlib.sha256()
@@ -134,7 +135,8 @@ class Splits:
             for path in x:
                 try:
                     st = os.stat(str(path))
-                    digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                    stamp = f"\0{st.st_mtime_ns}" if mtimes else ""
+                    digest.update(f"{path}\0{st.st_size}{stamp}\n".encode())
                 except OSError:
                     digest.update(f"{path}\0missing\n".encode())
         elif x.dtype.kind in ("U", "S", "O"):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.data.splits import SPLITS, Splits
+from dltrain.errors import DataError
 from dltrain.fsutil import atomic_write_text
 
 
@@ -55,3 +56,45 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_same_data(recorded: dict[str, Any], splits: Splits, names: list[str], run_dir: Path) -> list[str]:
+    """Check that ``splits`` hold the examples a run was trained on (run.json ``data``), split by split.
+
+    Returns warnings (image files whose modification times changed, e.g. after a copy or a fresh checkout, but
+    which are the same files of the same sizes in the same splits).
+
+    Raises:
+        DataError: a split holds other examples than the run's (exit 3).
+    """
+    strict = recorded.get("fingerprints") or {}
+    loose = recorded.get("file_fingerprints") or {}
+    warnings: list[str] = []
+    for name in names:
+        if name not in strict or strict[name] == splits.fingerprint(name):
+            continue
+        if splits.input_kind == "image_files":
+            if name in loose and loose[name] == splits.fingerprint(name, mtimes=False):
+                warnings.append(f"the {name} files' modification times changed since fit (same files and sizes)")
+                continue
+            if name not in loose and _same_manifest(run_dir, splits, name):
+                warnings.append(
+                    f"the {name} files' modification times changed since fit (same files per data/manifest.csv)"
+                )
+                continue
+        raise DataError(
+            f"the {name} split of {splits.source} is not the one this run was trained on (fingerprint "
+            f"{splits.fingerprint(name)} != {strict[name]}); restore the original data or start a new run."
+        )
+    return warnings
+
+
+def _same_manifest(run_dir: Path, splits: Splits, name: str) -> bool:
+    """A run from before ``file_fingerprints``: its manifest lists the same files for ``name``."""
+    path = run_dir / "data" / "manifest.csv"
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            listed = [row["item"] for row in csv.DictReader(fh) if row.get("split") == name]
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error):
+        return False
+    return bool(listed) and listed == list(splits.manifest.get(name, []))

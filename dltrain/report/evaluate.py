@@ -21,6 +21,7 @@ from rich.table import Table
 from dltrain.config import Config
 from dltrain.data import Splits, load_splits
 from dltrain.data.images import display_images
+from dltrain.data.state import check_same_data
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, file_sha256
 from dltrain.report import metrics, plots
@@ -122,12 +123,8 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     cfg = read_run_config(run_dir)
     splits = load_splits(cfg.data, cfg.seed)
     x, y = splits.get(split)
-    recorded = record.get("data", {}).get("fingerprints", {}).get(split)
-    if recorded is not None and recorded != splits.fingerprint(split):
-        raise DataError(
-            f"the {split} split of {splits.source} is not the one this run was trained against (fingerprint "
-            f"{splits.fingerprint(split)} != {recorded}); restore the original data or retrain."
-        )
+    for warning in check_same_data(record.get("data", {}), splits, [split], run_dir):
+        log.warning("%s", warning)
     _check_class_names(run_dir, splits)
     runtime = _local_runtime(cfg)
     with runtime.strategy.scope():  # predict is distributed over the same devices as training

@@ -24,8 +24,8 @@ import tensorflow as tf
 from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
-from dltrain.data.state import write_data_files
-from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
+from dltrain.data.state import check_same_data, write_data_files
+from dltrain.errors import ConfigError, RunDirError, WorkerLostError
 from dltrain.fsutil import file_sha256
 from dltrain.lrfind.result import LrFindResult, write_lr_find
 from dltrain.models import with_outputs
@@ -90,7 +90,10 @@ def versions() -> dict[str, str]:
 
 def data_record(splits: Splits) -> dict[str, Any]:
     record = splits.describe()
-    record["fingerprints"] = {split: splits.fingerprint(split) for split, n in splits.sizes().items() if n}
+    present = [split for split, n in splits.sizes().items() if n]
+    record["fingerprints"] = {split: splits.fingerprint(split) for split in present}
+    if splits.input_kind == "image_files":
+        record["file_fingerprints"] = {split: splits.fingerprint(split, mtimes=False) for split in present}
     record["notes"] = splits.notes
     return record
 
@@ -229,13 +232,8 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
         if changed:
             record.data["restarts"][-1]["changed"] = changed
             write_config(run_dir, to_yaml(cfg))
-        recorded = previous.get("data", {}).get("fingerprints", {})
-        now = data_record(prepared.splits)["fingerprints"]
-        if recorded and recorded != now:
-            raise DataError(
-                f"{run_dir}: the data differs from what this run trained on (split fingerprints changed); "
-                "restore the original data or start a new run."
-            )
+        for warning in check_same_data(previous.get("data", {}), prepared.splits, ["train", "validation"], run_dir):
+            log.warning("%s", warning)
         log.info("resuming %s", run_dir)
         return _train(cfg, prepared, run_dir, record, resume=True, lock=lock)
 
