@@ -226,7 +226,7 @@ def test_evaluate_errors_name_the_problem(tmp_path: Path, cnn_run: Path) -> None
     # a corrupt model file
     (broken / "model.keras").write_bytes(b"not a zip file")
     proc = run_dltrain("evaluate", str(broken))
-    assert proc.returncode == 5 and "cannot load the model" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 5 and "not a Keras model file" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     # corrupt run.json
     (broken / "run.json").write_text("{not json")

@@ -13,9 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, dltrain_cmd, run_dltrain
@@ -469,3 +471,145 @@ def test_resume_cannot_shrink_train_epochs_below_what_was_trained(finished_run: 
     proc = run_dltrain("fit", str(copy / "config.yaml"), "--set", "train.epochs=1", "--resume", str(copy))
     assert proc.returncode == 2 and "has finished 2 epochs" in proc.stderr, proc.stderr[-2000:]
     assert (copy / "config.yaml").read_text() == before
+
+
+# ---------------------------------------- row 26: images Pillow's verify passes but TensorFlow cannot decode
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def _png_bytes(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    out = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        out += len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+    return out
+
+
+def _bad_images(folder: Path, good: np.ndarray) -> dict[str, Path]:
+    """Four files that pass Pillow's cheap checks (and, for the PNGs, every CRC) but not TensorFlow."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    Image.fromarray(good > 127).save(folder / "one_bit.bmp")  # Pillow writes 1 bit per pixel
+    made["one_bit"] = folder / "one_bit.bmp"
+    header = Image.fromarray(good).convert("RGB")
+    header.save(folder / "sixteen.bmp")
+    raw = bytearray((folder / "sixteen.bmp").read_bytes())
+    raw[28:30] = (16).to_bytes(2, "little")  # 16 bits per pixel: valid for Pillow's header parser
+    (folder / "sixteen.bmp").write_bytes(bytes(raw))
+    made["sixteen"] = folder / "sixteen.bmp"
+    Image.fromarray(good).save(folder / "ok.png")
+    chunks = _png_chunks((folder / "ok.png").read_bytes())
+    ihdr = bytearray(chunks[0][1])
+    ihdr[4:8] = (good.shape[0] * 3).to_bytes(4, "big")  # promises three times the rows the data holds
+    (folder / "short.png").write_bytes(_png_bytes([(b"IHDR", bytes(ihdr)), *chunks[1:]]))
+    made["short"] = folder / "short.png"
+    idat = [i for i, (kind, _) in enumerate(chunks) if kind == b"IDAT"][0]
+    body = bytearray(chunks[idat][1])
+    for i in range(2, len(body) - 4, 7):
+        body[i] ^= 0x5A  # corrupt the deflate stream; the chunk CRC is recomputed, so verify() passes
+    bad = list(chunks)
+    bad[idat] = (b"IDAT", bytes(body))
+    (folder / "deflate.png").write_bytes(_png_bytes(bad))
+    made["deflate"] = folder / "deflate.png"
+    (folder / "ok.png").unlink()
+    return made
+
+
+@pytest.fixture(scope="module")
+def fashion_images() -> np.ndarray:
+    from dltrain.data.formats import read_idx_folder
+
+    arrays = read_idx_folder(Path("/usr/share/datasets/fashion-mnist"))
+    if arrays is None:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    return arrays["x_test"]
+
+
+def _image_root(tmp_path: Path, images: np.ndarray) -> Path:
+    from dltrain.data.images import write_image_folder
+
+    root = tmp_path / "pics"
+    labels = np.repeat([0, 1], 20)
+    write_image_folder(root, images[:40], labels, ["cat", "dog"])
+    return root
+
+
+def test_images_tensorflow_cannot_decode_are_found_before_training(
+    tmp_path: Path, fashion_images: np.ndarray
+) -> None:
+    import tensorflow as tf
+    from PIL import Image
+
+    from dltrain.config.schema import ImageFolderData
+    from dltrain.data import load_splits
+    from dltrain.errors import DataError
+
+    made = _bad_images(tmp_path / "bad", fashion_images[0])
+    for name, path in made.items():
+        with Image.open(path) as image:  # what the old pre-check did: it passed
+            if path.suffix == ".png":
+                image.verify()
+        with pytest.raises(tf.errors.InvalidArgumentError):  # and TensorFlow cannot decode them
+            tf.io.decode_image(tf.io.read_file(str(path)), channels=1, expand_animations=False)
+        root = _image_root(tmp_path / name, fashion_images)
+        target = root / "dog" / path.name
+        shutil.copy(path, target)
+        cfg = ImageFolderData(kind="image_folder", path=root, image_size=[28, 28], color_mode="grayscale")
+        with pytest.raises(DataError, match=str(target)):
+            load_splits(cfg, 1)
+        skipping = cfg.model_copy(update={"bad_images": "skip"})
+        splits = load_splits(skipping, 1)
+        every = [str(p) for part in ("train", "validation", "test") for p in splits.manifest.get(part, [])]
+        assert str(target) not in every and sum(splits.sizes().values()) == 40
+
+
+# ------------------------------------------------------------------------- row 29: one class only
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [["name,r", "red,1", "red,2", "red,3", "red,4", "red,5", "red,6"], ["name,r", "red,1"]],
+    ids=["one-label", "one-row"],
+)
+def test_a_classification_with_one_class_is_exit_3(tmp_path: Path, rows: list[str]) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"name: one\ndata: {{kind: csv, path: {path}, label: name, task: classification, validation_split: 0}}\n"
+        "model: {kind: dense}\ntrain: {epochs: 1, monitor: loss}\n"
+    )
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "needs at least two classes" in proc.stderr and not (tmp_path / "runs").exists()
+
+
+# -------------------------------------------------------- row 35: a symlink loop inside an image folder
+
+
+def test_a_symlink_loop_does_not_multiply_a_class_or_leak_across_splits(
+    tmp_path: Path, fashion_images: np.ndarray
+) -> None:
+    from dltrain.config.schema import ImageFolderData
+    from dltrain.data import load_splits
+    from dltrain.errors import DataError
+
+    root = _image_root(tmp_path, fashion_images)
+    (root / "cat" / "loop").symlink_to(".")
+    cfg = ImageFolderData(kind="image_folder", path=root, image_size=[28, 28], color_mode="grayscale",
+                          validation_split=0.2, test_split=0.2)  # fmt: skip
+    splits = load_splits(cfg, 1)
+    assert sum(splits.sizes().values()) == 40  # 20 cats, not 20 x 40
+    # A link that reaches the same file from another class: the file would be in two splits (or classes).
+    (root / "dog" / "also_a_cat.png").symlink_to(root / "cat" / "00000.png")
+    with pytest.raises(DataError, match="00000.png.*more than once"):
+        load_splits(cfg, 1)

@@ -49,7 +49,7 @@ def run(
         if result.best_epoch
         else "none"
     )
-    stopped = f" (stopped: {result.stop_reason})" if result.stop_reason else ""
+    stopped = f" (stopped early: {result.stop_reason})" if result.stop_reason else ""
     result_line(f"run: {outcome.run_dir}")
     result_line(
         f"trained {result.epochs_run} epoch(s){stopped}; best {best}; model: {outcome.run_dir / 'model.keras'}"

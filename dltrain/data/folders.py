@@ -13,6 +13,7 @@ of a class folder too), so the same tree always gives the same splits. Problems 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from dltrain.errors import DataError
+
+log = logging.getLogger(__name__)
 
 VALIDATION_NAMES = ("valid", "val", "validation")
 """Names of the validation folder in the split layout (one of them, in any case)."""
@@ -85,10 +88,25 @@ def subfolders(folder: Path) -> list[str]:
 
 def example_files(folder: Path, kind: FolderKind) -> tuple[list[str], int]:
     """The example files under ``folder`` (sub-folders too, as Keras reads them), sorted; and how many
-    other files there are."""
+    other files there are.
+
+    Symbolic links to folders are followed once: a link back to a folder already being read (``cat/loop -> .``)
+    is skipped with a warning, so a loop cannot repeat a class's files.
+    """
     found: list[str] = []
     ignored = 0
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            log.warning("skipped %s: a link to a folder already read (a loop)", dirpath)
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         for name in sorted(filenames):
             if is_hidden(name):
@@ -98,6 +116,28 @@ def example_files(folder: Path, kind: FolderKind) -> tuple[list[str], int]:
             else:
                 ignored += 1
     return found, ignored
+
+
+def check_each_file_once(splits: dict[str, Sequence[str]]) -> None:
+    """A file reached twice (through a link, or a hard link) would sit in two splits or two classes: the held-out
+    scores would not be honest. Raise ``DataError`` naming both paths."""
+    first: dict[str, tuple[str, str]] = {}
+    for split, paths in splits.items():
+        for path in paths:
+            real = os.path.realpath(path)
+            try:
+                st = os.stat(real)
+                key = f"{st.st_dev}:{st.st_ino}"
+            except OSError:
+                key = real
+            if key in first:
+                other_split, other = first[key]
+                where = "the same split" if other_split == split else f"{other_split} and {split}"
+                raise DataError(
+                    f"`data.path`: {path} is the same file as {other} ({where}): one file is read more than once "
+                    "(a link, or a hard link). Remove the duplicate so that held-out scores stay honest."
+                )
+            first[key] = (split, path)
 
 
 def class_names(folder: Path, kind: FolderKind) -> list[str]:

@@ -15,6 +15,7 @@ an exit 3 naming the path and the config key before any model is built, not a tf
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,80 @@ IMAGE_FILES = FolderKind(
 # ------------------------------------------------------------------------------------------ checking
 
 
-def check_image(path: str) -> str | None:
-    """Why ``path`` cannot be decoded by the input pipeline, or None when it can.
+def _bmp_problem(path: str) -> str | None:
+    """What TensorFlow's BMP decoder (TF 2.21) refuses, read from the header: it takes 8, 24 or 32 bits per pixel
+    and a file exactly as long as its header and rows say (Pillow reads more: 1-, 4- and 16-bit, RLE)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(54)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    if len(head) < 30:
+        return "truncated BMP header"
+    offset = int.from_bytes(head[10:14], "little", signed=True)
+    width = int.from_bytes(head[18:22], "little", signed=True)
+    height = int.from_bytes(head[22:26], "little", signed=True)
+    bpp = int.from_bytes(head[28:30], "little")
+    if bpp // 8 not in (1, 3, 4):
+        return f"{bpp}-bit BMP, which TensorFlow cannot decode (8, 24 or 32 bits per pixel); save it as PNG"
+    row = (bpp // 8 * width + 3) // 4 * 4
+    if width <= 0 or height == 0 or offset < 0 or offset + row * abs(height) != size:
+        return "BMP whose size does not match its header (truncated, compressed or padded); save it as PNG"
+    return None
 
-    Cheap enough for every file of a large folder: PNGs are verified chunk by chunk (every CRC, up to
-    IEND; nothing is inflated), JPEGs are decoded at 1/8 scale (the whole entropy-coded stream is read, so
-    truncation shows), the rarer formats are decoded. Files Pillow reads but TensorFlow cannot (TIFF,
-    palette BMP) count as bad too.
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_problem(path: str) -> str | None:
+    """Inflate a PNG's image data and check it holds every row its header promises: libpng (TensorFlow) refuses a
+    short image, where Pillow fills the missing rows with black; corrupt deflate data fails here too."""
+    import zlib
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    pos, header, inflater, size = 8, b"", zlib.decompressobj(), 0
+    try:
+        while pos + 8 <= len(data):
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+            if kind == b"IHDR":
+                header = body
+            elif kind == b"IDAT":
+                size += len(inflater.decompress(body))
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+        size += len(inflater.flush())
+    except zlib.error as exc:
+        return f"corrupt PNG image data ({exc})"
+    if len(header) < 13:
+        return "PNG without a valid IHDR header"
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, colour, interlaced = header[8], header[9], header[12]
+    bits = _PNG_CHANNELS.get(colour, 1) * depth
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            expected += h * (1 + -(-(w * bits) // 8))
+    if size < expected:
+        return f"PNG data shorter than its header says ({height} rows promised): truncated or corrupt"
+    return None
+
+
+def check_image(path: str) -> str | None:
+    """Why ``path`` cannot be decoded by the input pipeline (TensorFlow), or None when it can.
+
+    Every file is decoded in full with Pillow (a short PNG, corrupt deflate data behind valid CRCs and a
+    truncated JPEG all fail here), and TensorFlow's own rules are applied where they are stricter than Pillow's:
+    the formats it reads, and its BMP decoder's bit depths and sizes. JPEGs are decoded at 1/8 scale: the whole
+    entropy-coded stream is still read. Verdicts are cached by (path, size, modification time).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -72,15 +140,20 @@ def check_image(path: str) -> str | None:
             fmt = image.format or "?"
             if fmt not in TF_FORMATS:
                 return f"{fmt} image, which TensorFlow cannot decode (PNG, JPEG, BMP, GIF or WebP needed)"
-            if fmt == "BMP" and image.mode == "P":
-                return "palette BMP, which TensorFlow decodes wrongly; save it as PNG"
+            if fmt == "BMP":
+                if image.mode == "P":
+                    return "palette BMP, which TensorFlow decodes wrongly; save it as PNG"
+                problem = _bmp_problem(path)
+                if problem:
+                    return problem
             if fmt == "PNG":
-                image.verify()
-            elif fmt == "JPEG":
-                image.draft(image.mode, (max(image.width // 8, 1), max(image.height // 8, 1)))
-                image.load()
+                image.verify()  # every chunk's CRC; the pixels are checked by _png_problem
             else:
+                if fmt == "JPEG":
+                    image.draft(image.mode, (max(image.width // 8, 1), max(image.height // 8, 1)))
                 image.load()
+        if fmt == "PNG":
+            return _png_problem(path)
     except UnidentifiedImageError:
         return "not an image Pillow can identify (empty, truncated or another kind of file)"
     except FileNotFoundError:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config.schema import DataConfig
+from dltrain.data.folders import check_each_file_once
 from dltrain.data.splits import Splits, carve_indices, check_pair, resolve_task, scale_for
 from dltrain.errors import DataError
 from dltrain.registry import Registry
@@ -53,6 +54,13 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     if task == "binary" and n_classes not in (None, 2):
         raise DataError(f"{loaded.source}: data.task is binary but the data has {n_classes} classes.")
     y_train = check_pair(loaded.x_train, loaded.y_train, "train", loaded.source, n_classes, task)
+    if task != "regression" and len(np.unique(y_train)) < 2:
+        only = names[int(y_train[0])] if names and len(y_train) else (str(y_train[0]) if len(y_train) else "none")
+        raise DataError(
+            f"{loaded.source}: the training data holds one class only ({only!r}, {len(y_train)} example(s)); a "
+            "classification needs at least two classes. Add examples of the other classes, or set "
+            "data.task: regression if the label is a number to predict."
+        )
     if task != "regression" and not names:
         names = [str(i) for i in range(max(int(y_train.max()) + 1, 2 if task == "binary" else 1))]
     x_train = loaded.x_train
@@ -79,6 +87,11 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
             raise DataError(
                 f"{loaded.source}: {split} inputs have shape {xs.shape[1:]} but train inputs {x_train.shape[1:]}."
             )
+    if loaded.input_kind == "image_files":
+        check_each_file_once(
+            {name: [str(p) for p in xs] for name, xs in (("train", x_train), ("validation", x_val), ("test", x_test))
+             if xs is not None}
+        )  # fmt: skip
     numeric = x_train.dtype.kind not in ("U", "S", "O")
     target_mean, target_std = loaded.target_mean, loaded.target_std
     if task == "regression" and target_mean is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from dltrain.config.schema import CnnModel
+from dltrain.errors import ConfigError
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
 
 
@@ -22,10 +23,20 @@ def _conv_block(x: keras.KerasTensor, filters: int, cfg: CnnModel) -> keras.Kera
     return x
 
 
+def check_input_shape(input_shape: tuple[int, ...]) -> None:
+    """A CNN needs images (checked when the model is built, before the run directory exists)."""
+    if len(input_shape) not in (2, 3):
+        raise ConfigError(
+            f"`model.kind` cnn needs images (height, width[, channels]); the data has shape {input_shape}. "
+            "Use model.kind dense or rnn for this data."
+        )
+
+
 @MODELS.register("cnn")
 def build_cnn(
     cfg: CnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
+    check_input_shape(input_shape)
     inputs, x = input_stem(input_shape, scale, stem)
     if len(input_shape) == 2:
         x = keras.layers.Reshape((*input_shape, 1))(x)

@@ -25,7 +25,7 @@ from dltrain.cluster import tf_config_workers
 from dltrain.config import Config, diff_configs, to_dict, to_yaml
 from dltrain.data import Splits, load_splits
 from dltrain.data.state import check_same_data, write_data_files
-from dltrain.errors import ConfigError, RunDirError, WorkerLostError
+from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
 from dltrain.fsutil import file_sha256
 from dltrain.lrfind.result import LrFindResult, write_lr_find
 from dltrain.models import with_outputs
@@ -346,7 +346,7 @@ def _train(
             else:
                 exact = "the next batch" if restored["step_in_epoch"] else "the next epoch (epoch-exact)"
                 log.info("restored %s: continuing at %s", restored["checkpoint"], exact)
-        with _worker_loss_is_an_error(runtime, shared or run_dir):
+        with _worker_loss_is_an_error(runtime, shared or run_dir), _decode_errors_are_data_errors(splits):
             result = loop.run(stop)
         exported = export_best(loop)
         record.update(exported=exported)
@@ -415,6 +415,22 @@ def _scratch(runtime: Runtime) -> Iterator[str]:
         shutil.rmtree(old, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         yield scratch
+
+
+@contextlib.contextmanager
+def _decode_errors_are_data_errors(splits: Splits) -> Iterator[None]:
+    """An image the pre-check let through but TensorFlow cannot decode: exit 3 with TensorFlow's reason, not a
+    traceback. (The pre-check applies TensorFlow's rules, so this is the safety net, not the plan.)"""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as exc:
+        if splits.input_kind != "image_files":
+            raise
+        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise DataError(
+            f"TensorFlow could not decode an image of {splits.source} during training ({reason.strip()[:200]}). "
+            "Find it with: dltrain data inspect CONFIG; then replace it, or set data.bad_images: skip."
+        ) from None
 
 
 # What TensorFlow says when a peer of a MultiWorkerMirroredStrategy cluster is gone.

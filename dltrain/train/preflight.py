@@ -1,9 +1,9 @@
 """Checks of a config against its data that run before the run directory exists (light: no TensorFlow).
 
 A mistake only the data reveals (a monitor the task does not report, a validation metric without a validation
-split, a CNN on a table) is exit 2 with nothing left behind. The checks that need TensorFlow (building the
-model, importing users' callbacks) run after these and still before the directory is made: see
-``dltrain.train.fit``.
+split) is exit 2 with nothing left behind. The checks that need TensorFlow (building the model: a CNN on a
+table; importing users' callbacks) run after these and still before the directory is made: see
+``dltrain.train.fit.prepare``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 from dltrain.config import Config
 from dltrain.data import Splits
 from dltrain.errors import ConfigError
-
-# Input ranks (dimensions of one example) a model kind can read; kinds not listed read any.
-MODEL_INPUT_RANKS = {"cnn": (2, 3)}
 
 
 def check_fit(cfg: Config, splits: Splits) -> None:
@@ -39,14 +36,4 @@ def check_fit(cfg: Config, splits: Splits) -> None:
         raise ConfigError(
             f"`train.early_stopping.monitor` is {es.monitor} but there is no validation split; "
             "set data.validation_split above 0."
-        )
-    check_model_input(cfg.model.kind, splits.input_shape)
-
-
-def check_model_input(kind: str, input_shape: tuple[int, ...]) -> None:
-    ranks = MODEL_INPUT_RANKS.get(kind)
-    if ranks is not None and len(input_shape) not in ranks:
-        raise ConfigError(
-            f"`model.kind` {kind} needs images (height, width[, channels]); the data has shape {input_shape}. "
-            "Use model.kind dense or rnn for this data."
         )
