@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from dltrain.errors import RunDirError
@@ -14,7 +14,7 @@ from dltrain.rundir.paths import LOCK_FILE
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _pid_alive(pid: int) -> bool:
