@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint schema clean-runs bench bench-quick bench-smoke
+.PHONY: install demo test test-all test-python lint schema clean-runs bench bench-quick bench-smoke
 
 install: $(STAMP)
 
@@ -26,6 +26,44 @@ test: install
 # Everything, slow tests included (Fashion-MNIST training, real-fault resume, multi-worker): what CI runs.
 test-all: install
 	$(BIN)/python -m pytest
+
+# The everyday suite under another supported Python, in its own .venv-$(PY): `make test-python PY=3.12`.
+# The interpreter is python$(PY) on PATH, else the newest $(PY).x in pyenv's versions folder; if neither works,
+# `uv python install` (or else `pyenv install`) fetches one; if that fails too, it stops with an error.
+SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
+PY ?=
+PYENV_VERSIONS ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
+
+test-python:
+	@case " $(SUPPORTED_PYTHONS) " in *" $(PY) "*) ;; \
+	  *) echo "make test-python: PY='$(PY)' is not a supported Python; use one of: $(SUPPORTED_PYTHONS) (e.g. make test-python PY=3.12)" >&2; exit 2;; esac
+	@$(MAKE) --no-print-directory .venv-$(PY)/.installed
+	.venv-$(PY)/bin/python -m pytest -m "not slow"
+
+# `python3.12` may be a pyenv shim that fails when 3.12 is not selected: every candidate is run to check it.
+.venv-%/.installed: pyproject.toml
+	@set -eu; want="$*"; py=""; \
+	is_want() { "$$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$$want'.split('.'))))" >/dev/null 2>&1; }; \
+	for c in "$$(command -v python$$want || true)" $$(ls -d "$(PYENV_VERSIONS)"/$$want.*/bin/python$$want 2>/dev/null | sort -rV); do \
+	  if [ -n "$$c" ] && is_want "$$c"; then py="$$c"; break; fi; \
+	done; \
+	if [ -z "$$py" ] && command -v uv >/dev/null 2>&1; then \
+	  echo "Python $$want not found; installing it with uv" >&2; \
+	  uv python install "$$want" >&2 && py="$$(uv python find "$$want")" || py=""; \
+	fi; \
+	if [ -z "$$py" ] && command -v pyenv >/dev/null 2>&1; then \
+	  echo "Python $$want not found; installing it with pyenv (builds from source, several minutes)" >&2; \
+	  pyenv install --skip-existing "$$want" >&2 && py="$$(ls -d "$(PYENV_VERSIONS)"/$$want.*/bin/python$$want 2>/dev/null | sort -rV | head -n 1)" || py=""; \
+	fi; \
+	if [ -z "$$py" ] || ! is_want "$$py"; then \
+	  echo "make: no Python $$want interpreter: not on PATH as python$$want, not in $(PYENV_VERSIONS), and neither uv nor pyenv could install it; install Python $$want (e.g. pyenv install $$want) and rerun" >&2; \
+	  exit 1; \
+	fi; \
+	echo "Python $$want: $$py ($$("$$py" -c 'import sys; print(sys.version.split()[0])'))"; \
+	test -x $(@D)/bin/python || "$$py" -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --upgrade pip
+	$(@D)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
 
 lint: install
 	$(BIN)/ruff check dltrain tests

@@ -477,7 +477,7 @@ def main() -> None:
     results.update(
         plan=asdict(plan),
         command=f"{results['command']}`, then `{command}" if "command" in results else command,
-        date=results.get("date") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        date=results.get("date") or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         environment=environment(args.dltrain),
     )
     data = prepare_data(work, plan)

@@ -76,16 +76,17 @@ class _Builder:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
                     key = str(key)
+                key_path = (*path, key)
                 if key in out:
-                    first = self.lines.get((*path, key), "?")
-                    dotted = ".".join(str(p) for p in (*path, key))
+                    first = self.lines.get(key_path, "?")
+                    dotted = ".".join(str(p) for p in key_path)
                     self.problems.append(
                         f"{_where(self.source, key_node)}: duplicate key `{dotted}` (first set on line {first}); "
                         "keep only one"
                     )
                     continue
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-                out[key] = self.build(value_node, (*path, key))
+                self.lines[key_path] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, key_path)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]

@@ -49,7 +49,7 @@ def lease_seconds() -> float:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (Python 3.10)
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _read(path: str) -> str | None:
