@@ -332,7 +332,7 @@ def test_the_embed_stem_builds_trains_and_reloads(tmp_path: Path) -> None:
         "normalize": {"mean": [10.0, -2.0], "std": [2.0, 4.0]},
     }
     model = build_model(
-        DenseModel(kind="dense", units=[8]), input_shape=(3,), num_classes=2, scale=1.0, stem=stem
+        DenseModel(kind="dense", units=[8]), input_shape=(3,), num_outputs=2, scale=1.0, stem=stem
     )
     model = with_outputs(model)
     x = np.array([[10, -2, 0], [12, 2, 3], [8, 6, 1]], dtype=np.float32)

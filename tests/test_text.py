@@ -265,7 +265,7 @@ def test_padding_is_masked_so_the_sequence_length_does_not_change_a_short_texts_
         {"name": "t", "data": {"kind": "text_folder", "path": "x"}, "model": model_cfg}
     ).model
     short, long = (
-        build_model(cfg, input_shape=(), num_classes=3, scale=1.0, stem={"text": _spec(vocabulary, n)})
+        build_model(cfg, input_shape=(), num_outputs=3, scale=1.0, stem={"text": _spec(vocabulary, n)})
         for n in (4, 12)
     )
     long.set_weights(short.get_weights())

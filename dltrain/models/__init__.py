@@ -17,7 +17,7 @@ def build_model(
     cfg: ModelConfig,
     *,
     input_shape: tuple[int, ...],
-    num_classes: int,
+    num_outputs: int,
     scale: float,
     stem: dict[str, Any] | None = None,
 ) -> keras.Model:
@@ -26,11 +26,11 @@ def build_model(
     Args:
         cfg: the ``model`` section of the config.
         input_shape: shape of one example as stored (derived from the data, never from the config).
-        num_classes: width of the last layer (classes, 1 for binary, targets for regression).
+        num_outputs: width of the last layer (classes, 1 for binary, targets for regression).
         scale: stored inputs are divided by this inside the model, so ``model.keras`` takes raw inputs.
         stem: further input transforms the data asks for (``Splits.stem``).
     """
-    return MODELS.get(cfg.kind)(cfg, input_shape=input_shape, num_classes=num_classes, scale=scale, stem=stem)
+    return MODELS.get(cfg.kind)(cfg, input_shape=input_shape, num_outputs=num_outputs, scale=scale, stem=stem)
 
 
 def with_outputs(

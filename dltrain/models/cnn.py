@@ -34,7 +34,7 @@ def check_input_shape(input_shape: tuple[int, ...]) -> None:
 
 @MODELS.register("cnn")
 def build_cnn(
-    cfg: CnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: CnnModel, *, input_shape: tuple[int, ...], num_outputs: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     check_input_shape(input_shape)
     inputs, x = input_stem(input_shape, scale, stem)
@@ -49,5 +49,5 @@ def build_cnn(
     x = keras.layers.GlobalAveragePooling2D()(x) if cfg.global_pool else keras.layers.Flatten()(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout)(x)
-    logits = head(x, cfg.dense, num_classes, activation=cfg.activation, dropout=cfg.dropout)
+    logits = head(x, cfg.dense, num_outputs, activation=cfg.activation, dropout=cfg.dropout)
     return keras.Model(inputs, logits, name=model_name(cfg))

@@ -66,13 +66,13 @@ def activation_layer(name: str) -> keras.layers.Layer:
 def head(
     x: keras.KerasTensor,
     units: Sequence[int],
-    num_classes: int,
+    num_outputs: int,
     *,
     activation: str = "relu",
     dropout: float = 0.0,
     batch_norm: bool = False,
 ) -> keras.KerasTensor:
-    """Hidden dense layers, then ``num_classes`` outputs (logits, or regression values) in float32.
+    """Hidden dense layers, then ``num_outputs`` outputs (logits, or regression values) in float32.
 
     float32 keeps the loss stable under mixed precision.
     """
@@ -83,7 +83,7 @@ def head(
         x = activation_layer(activation)(x)
         if dropout:
             x = keras.layers.Dropout(dropout)(x)
-    return keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.layers.Dense(num_outputs, name="logits", dtype="float32")(x)
 
 
 def model_name(cfg: ModelConfig) -> str:

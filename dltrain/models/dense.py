@@ -10,7 +10,7 @@ from dltrain.models.common import MODELS, head, input_stem, model_name
 
 @MODELS.register("dense")
 def build_dense(
-    cfg: DenseModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: DenseModel, *, input_shape: tuple[int, ...], num_outputs: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
     if stem and "text" in stem:  # token embeddings: their mean over the text (padding masked out)
@@ -18,6 +18,6 @@ def build_dense(
     elif len(x.shape) > 2:
         x = keras.layers.Flatten()(x)
     logits = head(
-        x, cfg.units, num_classes, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm
+        x, cfg.units, num_outputs, activation=cfg.activation, dropout=cfg.dropout, batch_norm=cfg.batch_norm
     )
     return keras.Model(inputs, logits, name=model_name(cfg))

@@ -12,7 +12,7 @@ _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.la
 
 @MODELS.register("rnn")
 def build_rnn(
-    cfg: RnnModel, *, input_shape: tuple[int, ...], num_classes: int, scale: float, stem: dict | None = None
+    cfg: RnnModel, *, input_shape: tuple[int, ...], num_outputs: int, scale: float, stem: dict | None = None
 ) -> keras.Model:
     inputs, x = input_stem(input_shape, scale, stem)
     if len(x.shape) == 2:  # a plain sequence of numbers: one feature per step
@@ -25,5 +25,5 @@ def build_rnn(
         x = keras.layers.Bidirectional(layer)(x) if cfg.bidirectional else layer(x)
         if cfg.dropout:
             x = keras.layers.Dropout(cfg.dropout)(x)
-    logits = head(x, cfg.dense, num_classes, dropout=cfg.dropout)
+    logits = head(x, cfg.dense, num_outputs, dropout=cfg.dropout)
     return keras.Model(inputs, logits, name=model_name(cfg))

@@ -118,7 +118,7 @@ class TrainStep:
             self.model = build_model(
                 cfg.model,
                 input_shape=splits.input_shape,
-                num_classes=splits.num_outputs,
+                num_outputs=splits.num_outputs,
                 scale=splits.scale,
                 stem=self.stem,
             )
