@@ -327,7 +327,7 @@ def test_check_pair_directly() -> None:
     np.testing.assert_array_equal(check_pair(x, np.array([[0], [1], [2], [1]]), "train", "f"), [0, 1, 2, 1])
     assert check_pair(x, np.array([0.0, 1.0, 2.0, 1.0]), "train", "f").dtype == np.int64
     with pytest.raises(DataError, match=r"f\.npz: train label #1 is 7; expected a class index in 0\.\.2"):
-        check_pair(x, np.array([0, 7, 1, 1]), "train", "f.npz", num_outputs=3)
+        check_pair(x, np.array([0, 7, 1, 1]), "train", "f.npz", num_classes=3)
     with pytest.raises(DataError, match="label #3 is inf"):
         check_pair(x, np.array([0, 1, 1, np.inf]), "train", "f.npz")
     x_nan = x.copy()
