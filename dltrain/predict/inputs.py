@@ -114,12 +114,16 @@ def image_inputs(
 
 
 def _read_array_file(path: str, labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    from dltrain.data.formats import read_idx, read_npz
+    from dltrain.data.formats import read_idx
 
     lower = path.lower()
     if lower.endswith(".npz"):
-        arrays = read_npz(Path(path), key="INPUT")
-        for key, ykey in (("x", "y"), ("x_test", "y_test"), ("images", "labels")):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except Exception as exc:  # zipfile, pickle and format errors all mean the same to a user
+            raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}).") from None
+        for key, ykey in (("x", "y"), ("x_test", "y_test"), ("images", "labels"), ("x_train", "y_train")):
             if key in arrays:
                 return arrays[key], arrays.get(ykey)
         if len(arrays) == 1:
