@@ -1,0 +1,238 @@
+"""``dltrain predict`` through the installed CLI on real data (Fashion-MNIST PNGs, scikit-learn's digits, the
+colours table) and runs made by an earlier dltrain (tests/fixtures/legacy, copied first): every row is compared
+with ``keras.saving.load_model(...).predict`` on inputs the test decodes itself (Pillow, NumPy, csv), not through
+dltrain's pipeline. Bad inputs: their exit code, a message naming the file, and no output file left behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dltrain.predict.output import OutputSpec, PredictionWriter, rows
+from tests.conftest import REPO, run_dir_from, run_dltrain
+
+LEGACY = REPO / "tests" / "fixtures" / "legacy"
+FASHION3 = LEGACY / "fashion3"
+COLORS = REPO / "configs" / "data" / "colors.csv"
+
+
+def _copy_run(tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(LEGACY / "runs" / name, copy)
+    return copy
+
+
+def _keras_predict(run: Path, x: Any) -> np.ndarray:
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    return np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+
+
+def _read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+@pytest.fixture(scope="module")
+def images_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The legacy image-folder run (28x28 greyscale Fashion-MNIST, horizontal-flip augmentation), copied."""
+    return _copy_run(tmp_path_factory.mktemp("legacy"), "images")
+
+
+def test_images_folder_matches_keras_row_by_row(images_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred.csv"
+    proc = run_dltrain("predict", str(images_run), str(FASHION3), "--top-k", "3", "--output", str(out), "--labelled")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = _read_csv(out.read_text())
+    files = sorted(FASHION3.rglob("*.png"))
+    assert [r["id"] for r in got] == [str(p) for p in files]  # one row per file, the folder searched recursively
+    pixels = np.stack([_png(p) for p in files])[..., None]
+    probs = _keras_predict(images_run, pixels)
+    classes = json.loads((images_run / "data" / "state.json").read_text())["class_names"]
+    for row, p in zip(got, probs, strict=True):
+        order = np.argsort(-p, kind="stable")
+        assert row["predicted"] == classes[order[0]]
+        assert float(row["probability"]) == pytest.approx(p[order[0]], abs=2e-6)
+        assert row["top2"] == classes[order[1]] and row["top3"] == classes[order[2]]
+        assert float(row["top3_probability"]) == pytest.approx(p[order[2]], abs=2e-6)
+        assert row["true"] == Path(row["id"]).parent.name
+    correct = sum(r["correct"] == "1" for r in got)
+    assert f"accuracy {correct / len(got):.4f}" in proc.stderr
+
+
+def test_unlabelled_folder_globs_and_json(images_run: Path, tmp_path: Path) -> None:
+    """fast.ai's test1/ layout: one flat folder of unlabelled images, one row per file; a glob picks files."""
+    test1 = tmp_path / "test1"
+    test1.mkdir()
+    files = sorted(FASHION3.rglob("*.png"))[::7]
+    for i, path in enumerate(files):
+        shutil.copy(path, test1 / f"{i + 1}.png")
+    proc = run_dltrain("predict", str(images_run), str(test1), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert sorted(r["id"] for r in got) == sorted(str(p) for p in test1.iterdir())
+    probs = _keras_predict(images_run, np.stack([_png(Path(r["id"])) for r in got])[..., None])
+    assert [r["probability"] for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=1e-6)
+    pattern = str(test1 / "1*.png")
+    proc = run_dltrain("predict", str(images_run), pattern)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["id"] for r in _read_csv(proc.stdout)] == sorted(str(p) for p in test1.glob("1*.png"))
+
+
+def test_bad_images_named_or_skipped_and_no_partial_output(images_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in sorted(FASHION3.rglob("*.png"))[:5]:
+        shutil.copy(path, folder / path.name)
+    bad = folder / "broken.png"
+    bad.write_bytes((folder / os.listdir(folder)[0]).read_bytes()[:60])  # a truncated PNG
+    out = tmp_path / "pred.csv"
+    out.write_text("an older file the user keeps\n")
+    proc = run_dltrain("predict", str(images_run), str(folder), "-o", str(out))
+    assert proc.returncode == 3 and str(bad) in proc.stderr and "--skip-bad" in proc.stderr
+    assert out.read_text() == "an older file the user keeps\n"  # untouched
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pred.csv")]  # no temporary left
+    proc = run_dltrain("predict", str(images_run), str(folder), "-o", str(out), "--skip-bad")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped 1 unreadable" in proc.stderr and "broken.png" in proc.stderr
+    assert len(_read_csv(out.read_text())) == 5
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pred.csv")]
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "says"),
+    [
+        ("empty", 3, "holds no images"),
+        ("missing", 3, "no such file or folder"),
+        ("nomatch", 3, "matches no file"),
+        ("outdir", 5, "does not exist"),
+        ("readonly", 5, "not writable"),
+        ("nomodel", 5, "no model in this run"),
+        ("norun", 5, "no such run directory"),
+        ("format", 2, "--format"),
+        ("topk", 2, "--top-k"),
+    ],
+)
+def test_bad_input_exit_codes(images_run: Path, tmp_path: Path, setup: str, code: int, says: str) -> None:
+    run, item, extra = images_run, str(FASHION3 / "Sneaker"), []
+    if setup == "empty":
+        (tmp_path / "empty").mkdir()
+        item = str(tmp_path / "empty")
+    elif setup == "missing":
+        item = str(tmp_path / "nothing.png")
+    elif setup == "nomatch":
+        item = str(tmp_path / "*.png")
+    elif setup == "outdir":
+        extra = ["-o", str(tmp_path / "no" / "such" / "p.csv")]
+    elif setup == "readonly":
+        if os.geteuid() == 0:
+            pytest.skip("root writes anywhere")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        extra = ["-o", str(locked / "p.csv")]
+    elif setup == "nomodel":
+        run = tmp_path / "images"
+        shutil.copytree(images_run, run)
+        (run / "model.keras").unlink()
+    elif setup == "norun":
+        run = tmp_path / "nope"
+    elif setup == "format":
+        extra = ["--format", "xml"]
+    elif setup == "topk":
+        extra = ["--top-k", "0"]
+    proc = run_dltrain("predict", str(run), item, *extra)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert "tensorflow" not in proc.stderr.lower()
+    assert proc.stdout == ""
+
+
+# ------------------------------------------------------------------------------------------ arrays, tables
+
+
+def test_digits_arrays_match_keras(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    run = _copy_run(tmp_path, "digits")
+    bunch = load_digits()
+    x, y = bunch.images[:40].astype(np.uint8), bunch.target[:40]
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    proc = run_dltrain("predict", str(run), str(tmp_path / "digits.npz"), "--labelled")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = _read_csv(proc.stdout)
+    probs = _keras_predict(run, x)
+    assert [r["id"] for r in got] == [f"{tmp_path / 'digits.npz'}#{i}" for i in range(40)]
+    assert [r["predicted"] for r in got] == [str(int(c)) for c in probs.argmax(axis=1)]
+    assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+    assert [r["true"] for r in got] == [str(int(v)) for v in y]
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 9, 9), np.uint8))
+    proc = run_dltrain("predict", str(run), str(tmp_path / "wrong.npy"))
+    assert proc.returncode == 3 and "shape (9, 9)" in proc.stderr and "(8, 8)" in proc.stderr
+
+
+def test_csv_raw_rows_match_keras_and_bad_cells_are_located(tmp_path: Path) -> None:
+    """The colours run predicts from the raw rows of a CSV (the label column present and ignored)."""
+    run = _copy_run(tmp_path, "colors")
+    proc = run_dltrain("predict", str(run), str(COLORS), "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = _read_csv(proc.stdout)
+    with open(COLORS, newline="") as fh:
+        raw = [r for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
+    x = np.array([[float(r["r"]), float(r["g"]), float(r["b"])] for r in raw], dtype=np.float32)
+    probs = _keras_predict(run, x)
+    classes = ["blue", "green", "red"]
+    assert len(got) == len(raw)
+    assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
+    assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+    assert "true" not in got[0]  # the label column was ignored
+    # a word in a numeric column, and a missing feature column: exit 3 with file, line (and column)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("r,g,b\n10,20,30\n10,twenty,30\n")
+    out = tmp_path / "p.csv"
+    proc = run_dltrain("predict", str(run), str(bad), "-o", str(out))
+    assert proc.returncode == 3 and f"{bad}:3:2" in proc.stderr and "'g'" in proc.stderr
+    assert not out.exists()
+    bad.write_text("r,b\n10,30\n")
+    proc = run_dltrain("predict", str(run), str(bad))
+    assert proc.returncode == 3 and f"{bad}:1" in proc.stderr and "'g'" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ in process
+
+
+def test_rows_and_writer_are_atomic(tmp_path: Path) -> None:
+    spec = OutputSpec("classification", ["cat", "dog", "fox"], top_k=2)
+    batch = rows(spec, ["a.png", "b.png"], np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), ["dog", "cat"])
+    assert [r["predicted"] for r in batch] == ["dog", "cat"] and [r["correct"] for r in batch] == [True, True]
+    assert batch[1]["top_k"][1] == {"class": "fox", "probability": 0.3}
+    out = tmp_path / "p.csv"
+    with pytest.raises(RuntimeError), PredictionWriter(spec, out, "csv", labelled=True) as writer:
+        writer.write(batch)
+        raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []  # neither the file nor its temporary
+    with PredictionWriter(spec, out, "csv", labelled=True) as writer:
+        writer.write(batch)
+    assert out.read_text().splitlines() == [
+        "id,predicted,probability,top2,top2_probability,true,correct",
+        "a.png,dog,0.7,fox,0.2,dog,1",
+        "b.png,cat,0.5,fox,0.3,cat,1",
+    ]
+    reg = OutputSpec("regression", target_names=["y t+1", "y t+2"])
+    assert rows(reg, ["s.csv:9"], np.array([[1.5, 2.5]]))[0]["predicted"] == {"y t+1": 1.5, "y t+2": 2.5}
