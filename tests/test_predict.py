@@ -236,3 +236,30 @@ def test_rows_and_writer_are_atomic(tmp_path: Path) -> None:
     ]
     reg = OutputSpec("regression", target_names=["y t+1", "y t+2"])
     assert rows(reg, ["s.csv:9"], np.array([[1.5, 2.5]]))[0]["predicted"] == {"y t+1": 1.5, "y t+2": 2.5}
+
+
+def test_python_api_returns_what_the_cli_writes(images_run: Path, tmp_path: Path) -> None:
+    import dltrain
+
+    run = dltrain.load_run(images_run)
+    assert run.classes == ["Sneaker", "T-shirt_top", "Trouser"] and run.kind == "image_folder"
+    files = sorted(FASHION3.rglob("*.png"))[:10]
+    got = run.predict([str(p) for p in files], top_k=2)
+    probs = _keras_predict(images_run, np.stack([_png(p) for p in files])[..., None])
+    assert [r["id"] for r in got] == [str(p) for p in files]
+    assert [r["probability"] for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=1e-6)
+    assert [r["top_k"][1]["class"] for r in got] == [run.classes[int(np.argsort(-p)[1])] for p in probs]
+    proc = run_dltrain("predict", str(images_run), *map(str, files), "--top-k", "2", "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli = json.loads(proc.stdout)
+    assert [(r["id"], [t["class"] for t in r["top_k"]]) for r in cli] == [
+        (r["id"], [t["class"] for t in r["top_k"]]) for r in got
+    ]
+    assert [r["probability"] for r in cli] == pytest.approx([r["probability"] for r in got], abs=1e-6)
+    digits = dltrain.load_run(_copy_run(tmp_path, "digits"))
+    from sklearn.datasets import load_digits
+
+    x = load_digits().images[:5].astype(np.uint8)
+    assert [r["predicted"] for r in digits.predict(x)] == [
+        str(int(c)) for c in _keras_predict(digits.path, x).argmax(axis=1)
+    ]
