@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from dltrain.predict.output import OutputSpec, PredictionWriter, rows
-from tests.conftest import REPO, run_dir_from, run_dltrain
+from tests.conftest import REPO, run_dltrain
 
 LEGACY = REPO / "tests" / "fixtures" / "legacy"
 FASHION3 = LEGACY / "fashion3"
@@ -58,11 +58,15 @@ def images_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_images_folder_matches_keras_row_by_row(images_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred.csv"
-    proc = run_dltrain("predict", str(images_run), str(FASHION3), "--top-k", "3", "--output", str(out), "--labelled")
+    proc = run_dltrain(
+        "predict", str(images_run), str(FASHION3), "--top-k", "3", "--output", str(out), "--labelled"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = _read_csv(out.read_text())
     files = sorted(FASHION3.rglob("*.png"))
-    assert [r["id"] for r in got] == [str(p) for p in files]  # one row per file, the folder searched recursively
+    assert [r["id"] for r in got] == [
+        str(p) for p in files
+    ]  # one row per file, the folder searched recursively
     pixels = np.stack([_png(p) for p in files])[..., None]
     probs = _keras_predict(images_run, pixels)
     classes = json.loads((images_run / "data" / "state.json").read_text())["class_names"]

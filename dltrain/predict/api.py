@@ -64,7 +64,9 @@ class Run:
         """
         found = self._inputs(inputs, labelled, skip_bad, column)
         out: list[dict[str, Any]] = []
-        engine.predict(self.model, self.info, found, self.info.spec(top_k), out.extend, batch_size, progress=False)
+        engine.predict(
+            self.model, self.info, found, self.info.spec(top_k), out.extend, batch_size, progress=False
+        )
         return out
 
     def _inputs(self, inputs: Any, labelled: bool, skip_bad: bool, column: str | None) -> Inputs:

@@ -57,7 +57,11 @@ class RunInfo:
         image = self.state.get("image")
         if image:
             height, width = (int(v) for v in image["image_size"])
-            return height, width, int(image.get("channels", 1 if image.get("color_mode") == "grayscale" else 3))
+            return (
+                height,
+                width,
+                int(image.get("channels", 1 if image.get("color_mode") == "grayscale" else 3)),
+            )
         shape = self.input_shape or ()
         if len(shape) == 2:
             return shape[0], shape[1], 1
@@ -88,7 +92,9 @@ def open_run(run_dir: Path) -> RunInfo:
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise RunDirError(f"{state_file}: unreadable ({exc}); restore it from a copy of the run.") from None
+            raise RunDirError(
+                f"{state_file}: unreadable ({exc}); restore it from a copy of the run."
+            ) from None
     data = record.get("data") or {}
     task = str(state.get("task") or data.get("task") or "classification")
     class_names = list(state.get("class_names") or data.get("class_names") or [])
@@ -106,7 +112,9 @@ def open_run(run_dir: Path) -> RunInfo:
     if not (run_dir / "model.keras").is_file():
         status = record.get("status")
         hint = "the run has not finished" if status == "running" else f"the run's status is {status!r}"
-        raise RunDirError(f"{run_dir / 'model.keras'}: no model in this run ({hint}). Train it with dltrain fit.")
+        raise RunDirError(
+            f"{run_dir / 'model.keras'}: no model in this run ({hint}). Train it with dltrain fit."
+        )
     return RunInfo(run_dir, kind, task, class_names, target_names, state, cfg.data, record)
 
 
@@ -137,7 +145,9 @@ def read_inputs(
         )
     if kind == "timeseries_csv":
         if labelled:
-            raise ConfigError("--labelled is for classes and table rows; a forecast has no label to compare yet.")
+            raise ConfigError(
+                "--labelled is for classes and table rows; a forecast has no label to compare yet."
+            )
         return readers.series_inputs(items, info.state, info.data_cfg.delimiter)
     if kind == "text_folder":
         encoding = (info.state.get("text") or {}).get("encoding", "utf-8")

@@ -64,14 +64,18 @@ def expand(inputs: Sequence[str | os.PathLike[str]], extensions: Sequence[str], 
                 if name.lower().endswith(lowered) and not name.startswith(".")
             )
             if not inside:
-                raise DataError(f"{text}: folder holds no {what} ({', '.join(extensions)}); give another folder.")
+                raise DataError(
+                    f"{text}: folder holds no {what} ({', '.join(extensions)}); give another folder."
+                )
             found.extend(inside)
         elif os.path.isfile(text):
             found.append(text)
         elif _has_magic(text):
             matched = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
             if not matched:
-                raise DataError(f"{text}: the pattern matches no file; check it (quote it so the shell keeps it).")
+                raise DataError(
+                    f"{text}: the pattern matches no file; check it (quote it so the shell keeps it)."
+                )
             found.extend(matched)
         else:
             raise DataError(f"{text}: no such file or folder.")
@@ -90,9 +94,7 @@ def _label_from_folder(path: str, class_names: list[str]) -> str:
     return label
 
 
-def image_inputs(
-    inputs: Sequence[str], class_names: list[str], labelled: bool, skip_bad: bool
-) -> Inputs:
+def image_inputs(inputs: Sequence[str], class_names: list[str], labelled: bool, skip_bad: bool) -> Inputs:
     """Image files, each checked as the training data was (what TensorFlow's decoder refuses is named)."""
     from dltrain.data.images import IMAGE_EXTENSIONS, check_image
 
@@ -163,21 +165,29 @@ def array_inputs(
                 raise DataError(f"{path}: --labelled needs labels (a `y` array beside `x` in an .npz).")
             if len(y) != len(x):
                 raise DataError(f"{path}: {len(x)} examples but {len(y)} labels.")
-            truths.extend(class_names[int(v)] if class_names else float(v) for v in np.asarray(y).reshape(len(y)))
+            truths.extend(
+                class_names[int(v)] if class_names else float(v) for v in np.asarray(y).reshape(len(y))
+            )
         xs.append(x)
         ids.extend(f"{path}#{i}" for i in range(len(x)))
     return Inputs("array", ids, np.concatenate(xs), truths if labelled else None)
 
 
 def image_or_array_inputs(
-    inputs: Sequence[str], input_shape: tuple[int, ...], class_names: list[str], labelled: bool, skip_bad: bool
+    inputs: Sequence[str],
+    input_shape: tuple[int, ...],
+    class_names: list[str],
+    labelled: bool,
+    skip_bad: bool,
 ) -> Inputs:
     """mnist / fashion_mnist / idx runs take their arrays, or image files (8-bit greyscale, as the arrays)."""
     from dltrain.data.images import IMAGE_EXTENSIONS
 
     def is_image(item: str) -> bool:
-        return item.lower().endswith(IMAGE_EXTENSIONS) or os.path.isdir(item) and not any(
-            n.lower().endswith(ARRAY_EXTENSIONS) for _, _, names in os.walk(item) for n in names
+        return (
+            item.lower().endswith(IMAGE_EXTENSIONS)
+            or os.path.isdir(item)
+            and not any(n.lower().endswith(ARRAY_EXTENSIONS) for _, _, names in os.walk(item) for n in names)
         )
 
     if inputs and all(is_image(str(i)) for i in inputs):
@@ -189,7 +199,12 @@ def image_or_array_inputs(
 
 
 def csv_inputs(
-    inputs: Sequence[str], state: dict[str, Any], delimiter: str, task: str, class_names: list[str], labelled: bool
+    inputs: Sequence[str],
+    state: dict[str, Any],
+    delimiter: str,
+    task: str,
+    class_names: list[str],
+    labelled: bool,
 ) -> Inputs:
     """Raw CSV rows with the training feature columns, encoded with what fit learned (data/state.json).
 
@@ -251,7 +266,9 @@ def csv_inputs(
                             f"({', '.join(class_names)})."
                         )
                     truths.append(cell)
-    return Inputs("array", ids, np.concatenate(xs).astype(np.float32), truths if labelled else None, notes=notes)
+    return Inputs(
+        "array", ids, np.concatenate(xs).astype(np.float32), truths if labelled else None, notes=notes
+    )
 
 
 def series_inputs(inputs: Sequence[str], state: dict[str, Any], delimiter: str) -> Inputs:

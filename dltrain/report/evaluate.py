@@ -95,7 +95,9 @@ def model_record(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     if exported is not None:
         out["matches_fit"] = exported.get("sha256") == sha
         if not out["matches_fit"]:
-            log.warning("%s is not the model fit exported (checksum differs): scoring the file as it is now", path)
+            log.warning(
+                "%s is not the model fit exported (checksum differs): scoring the file as it is now", path
+            )
     return out
 
 
