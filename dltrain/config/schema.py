@@ -430,8 +430,7 @@ class Config(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
-        42,
-        description="Seeds weights, shuffling and splits: 0 to 2**32 - 1 (TensorFlow's and NumPy's range).",
+        42, description="Seeds weights, shuffling and splits: 0 to 2**32 - 1 (TensorFlow's and NumPy's range)."
     )
     data: DataConfig
     model: ModelConfig
@@ -440,6 +439,8 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     lr_find: LrFindConfig = Field(default_factory=LrFindConfig)
+
+
 
 
 def _kinds(annotation: Any) -> dict[str, type[BaseModel]]:

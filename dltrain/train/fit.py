@@ -232,9 +232,7 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
         if changed:
             record.data["restarts"][-1]["changed"] = changed
             write_config(run_dir, to_yaml(cfg))
-        for warning in check_same_data(
-            previous.get("data", {}), prepared.splits, ["train", "validation"], run_dir
-        ):
+        for warning in check_same_data(previous.get("data", {}), prepared.splits, ["train", "validation"], run_dir):
             log.warning("%s", warning)
         log.info("resuming %s", run_dir)
         return _train(cfg, prepared, run_dir, record, resume=True, lock=lock)

@@ -36,11 +36,4 @@ def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
     return ArrayPipeline(x, y, batch_size)
 
 
-__all__ = [
-    "ArrayPipeline",
-    "ImageFilePipeline",
-    "Pipeline",
-    "distribute_options",
-    "epoch_order",
-    "make_pipeline",
-]
+__all__ = ["ArrayPipeline", "ImageFilePipeline", "Pipeline", "distribute_options", "epoch_order", "make_pipeline"]
