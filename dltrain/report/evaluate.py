@@ -24,7 +24,7 @@ from dltrain.data.images import display_images
 from dltrain.data.state import check_same_data
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, file_sha256
-from dltrain.report import metrics, plots
+from dltrain.report import interpret, metrics, plots
 from dltrain.rundir import SCHEMA_VERSION, read_run_config, read_run_json
 from dltrain.rundir.lock import describe_owner, live_owner
 
@@ -253,7 +253,54 @@ def _classification_report(
             [t["probability"] for t in top],
             out_dir / "top_losses.png",
         )
+    _interpretation(splits, split, y, probs, losses, cm, out_dir, top_k)
     return EvalReport(run_dir, split, summary, per_class, out_dir, top)
+
+
+def _interpretation(
+    splits: Splits,
+    split: str,
+    y: np.ndarray,
+    probs: np.ndarray,
+    losses: np.ndarray,
+    cm: np.ndarray,
+    out_dir: Path,
+    top_k: int,
+) -> None:
+    """fast.ai's interpretation: most confident correct / wrong, most uncertain (CSV, and image grids), and the
+    most confused class pairs with counts (``most_confused.csv``)."""
+    pred = probs.argmax(axis=1)
+    columns = ["index", "item", "true", "predicted", "probability", "true_probability", "loss"]
+    for view, idx in interpret.select(probs, y, top_k).items():
+        rows = [
+            {
+                "index": int(i),
+                "item": _item(splits, split, int(i)),
+                "true": splits.class_names[int(y[i])],
+                "predicted": splits.class_names[int(pred[i])],
+                "probability": float(probs[i, pred[i]]),
+                "true_probability": float(probs[i, y[i]]),
+                "loss": float(losses[i]),
+            }
+            for i in idx
+        ]
+        _write_csv(out_dir / f"{view}.csv", columns, rows)
+        images = display_images(splits, split, idx) if len(idx) else None
+        if images is not None:
+            plots.plot_top_losses(
+                images,
+                [r["true"] for r in rows],
+                [r["predicted"] for r in rows],
+                [r["loss"] for r in rows],
+                [r["probability"] for r in rows],
+                out_dir / f"{view}.png",
+                title=f"{view.replace('_', ' ')}: prediction / actual / loss / probability",
+            )
+    _write_csv(
+        out_dir / "most_confused.csv",
+        ["actual", "predicted", "count"],
+        interpret.most_confused(cm, splits.class_names),
+    )
 
 
 def _regression_report(
