@@ -267,3 +267,55 @@ def test_python_api_returns_what_the_cli_writes(images_run: Path, tmp_path: Path
     assert [r["predicted"] for r in digits.predict(x)] == [
         str(int(c)) for c in _keras_predict(digits.path, x).argmax(axis=1)
     ]
+
+
+# ------------------------------------------------------------------------------------------ csv: raw columns
+
+
+@pytest.mark.parametrize("encoding", ["one_hot", "embedding"])
+def test_raw_column_model_equals_the_encoded_model(tmp_path: Path, encoding: str) -> None:
+    """``raw_columns`` puts fit's encoding into the model: raw cells in, the same outputs as encoded rows in,
+    an unseen category included; saved and loaded with safe_mode=True; and the encoded rows decode back."""
+    import keras
+    import tensorflow as tf
+
+    from dltrain.config import DenseModel
+    from dltrain.data.tabular import _Encoder, _Part, raw_columns, read_table
+    from dltrain.models import build_model, with_outputs
+    from dltrain.models import tabular as tabular_models
+
+    table = read_table(
+        _write_text(tmp_path / "t.csv", "size,w,colour\nS,1.5,red\nL,3.0,blue\nM,2.0,green\nXL,9.0,red\n")
+    )
+    cats = {"size": ["L", "M", "S"], "colour": ["blue", "red"]}  # XL and green unseen in "training"
+    enc = _Encoder(["w"], ["size", "colour"], np.array([2.0]), np.array([0.5]), cats, encoding)
+    x, unknown = enc.encode(_Part(table, np.arange(4)), "test")
+    assert unknown == {"size": 1, "colour": 1}
+    state = {
+        "columns": {"numeric": ["w"], "categorical": ["size", "colour"]},
+        "categories": cats,
+        "categorical_encoding": encoding,
+    }
+    body = build_model(
+        DenseModel(kind="dense", units=[4]), input_shape=(x.shape[1],), num_outputs=3, scale=1.0, stem=enc.stem(2)
+    )
+    inner = with_outputs(body)
+    wrapped = tabular_models.raw_columns(inner, state)
+    wrapped.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    raw = {
+        "w": np.array([[1.5], [3.0], [2.0], [9.0]], np.float32),
+        "size": tf.constant([["S"], ["L"], ["M"], ["XL"]]),
+        "colour": tf.constant([["red"], ["blue"], ["green"], ["red"]]),
+    }
+    want = inner.predict(x, verbose=0)
+    assert np.allclose(loaded.predict(raw, verbose=0), want, atol=1e-6)
+    decoded = raw_columns(x, state)
+    assert decoded["size"][:3, 0].tolist() == ["S", "L", "M"] and decoded["colour"][1, 0] == "blue"
+    back = {k: tf.constant(v) if v.dtype == object else v for k, v in decoded.items()}
+    assert np.allclose(loaded.predict(back, verbose=0), want, atol=1e-6)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -41,6 +41,7 @@ def run(
     if found.skipped:
         warn(f"skipped {len(found.skipped)} unreadable file(s) (--skip-bad), first: {found.skipped[0]}")
     model = engine.load_model(info)
+    engine.check_model(model, info, found)  # before the output is opened: a refusal writes nothing
     spec = info.spec(top_k)
     with PredictionWriter(spec, output, fmt, labelled) as writer:
         engine.predict(model, info, found, spec, writer.write, batch_size)

@@ -163,12 +163,26 @@ def load_model(info: RunInfo) -> Any:
 
 
 def check_model(model: Any, info: RunInfo, inputs: readers.Inputs) -> None:
-    """The inputs have the shape the model takes, and its outputs are what the run recorded (exit 3)."""
+    """The inputs have the shape (or columns) the model takes, and its outputs are what the run recorded."""
+    if isinstance(model.input, dict):  # a csv model taking the raw columns, one named input each
+        missing = sorted(set(model.input) - set(inputs.x if inputs.kind == "columns" else ()))
+        if inputs.kind != "columns" or missing:
+            raise DataError(
+                f"the model takes the columns {', '.join(sorted(model.input))}; missing: {missing}."
+            )
+        _check_outputs(model, info)
+        return
+    if inputs.kind == "columns":  # a csv model from before model.keras took raw columns: the encoded rows
+        inputs.kind, inputs.x = "array", inputs.encoded
     want = tuple(model.inputs[0].shape[1:])
     if inputs.kind == "array":
         got = tuple(inputs.x.shape[1:])
         if got != want:
             raise DataError(f"the inputs have shape {got} but the model takes {want}.")
+    _check_outputs(model, info)
+
+
+def _check_outputs(model: Any, info: RunInfo) -> None:
     n_out = int(model.outputs[0].shape[-1])
     expected = len(info.class_names) if info.task != "regression" else None
     if expected is not None and n_out != expected:
@@ -179,6 +193,13 @@ def check_model(model: Any, info: RunInfo, inputs: readers.Inputs) -> None:
 
 
 def _batches(model: Any, info: RunInfo, inputs: readers.Inputs, batch_size: int) -> Iterator[Any]:
+    if inputs.kind == "columns":
+        import tensorflow as tf
+
+        for start in range(0, len(inputs), batch_size):
+            part = {k: v[start : start + batch_size] for k, v in inputs.x.items() if k in model.input}
+            yield {k: tf.constant(v) if v.dtype == object else v for k, v in part.items()}
+        return
     if inputs.kind != "image_files":
         for start in range(0, len(inputs), batch_size):
             yield inputs.x[start : start + batch_size]

@@ -29,7 +29,7 @@ TEXT_EXTENSIONS = (".txt",)
 
 @dataclass
 class Inputs:
-    """Examples ready for the model: ``kind`` "image_files" (paths), "array" or "text" (strings)."""
+    """Examples ready for the model: ``kind`` "image_files" (paths), "array", "text" (strings) or "columns" (csv)."""
 
     kind: str
     ids: list[str]
@@ -37,6 +37,9 @@ class Inputs:
     truths: list[Any] | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    encoded: np.ndarray | None = None
+    """kind "columns" (csv): ``x`` holds the raw columns (name -> (n, 1)); this, the rows encoded as fit encoded
+    them, for models from before model.keras took raw columns."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -226,6 +229,7 @@ def csv_inputs(
         str(state.get("categorical_encoding", "one_hot")),
     )
     xs: list[np.ndarray] = []
+    raw: dict[str, list[np.ndarray]] = {}
     ids: list[str] = []
     truths: list[Any] = []
     notes: list[str] = []
@@ -248,8 +252,15 @@ def csv_inputs(
                     f"{'all zeros' if encoder.encoding == 'one_hot' else 'code 0'}, as in training"
                 )
         rows = np.arange(len(table.rows))
-        x, _ = encoder.encode(_Part(table, rows), "predict")
+        x, _ = encoder.encode(_Part(table, rows), "predict")  # every numeric cell checked here, located
         xs.append(x)
+        for name in numeric:
+            raw.setdefault(name, []).append(x[:, numeric.index(name)])
+        for name in categorical:
+            col = table.header.index(name)
+            raw.setdefault(name, []).append(
+                np.asarray([row[col].strip() for row in table.rows], dtype=object)
+            )
         ids.extend(f"{path}:{line}" for line in table.lines)
         if labelled:
             if label not in table.header:
@@ -266,9 +277,9 @@ def csv_inputs(
                             f"({', '.join(class_names)})."
                         )
                     truths.append(cell)
-    return Inputs(
-        "array", ids, np.concatenate(xs).astype(np.float32), truths if labelled else None, notes=notes
-    )
+    columns_x = {name: np.concatenate(parts)[:, None] for name, parts in raw.items()}
+    encoded = np.concatenate(xs).astype(np.float32)
+    return Inputs("columns", ids, columns_x, truths if labelled else None, notes=notes, encoded=encoded)
 
 
 def series_inputs(inputs: Sequence[str], state: dict[str, Any], delimiter: str) -> Inputs:

@@ -137,8 +137,16 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
     from dltrain.data.pipeline import make_pipeline
 
-    data = make_pipeline(splits, split, batch_size).evaluation()  # image folders stream from disk here too
-    outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
+    if isinstance(model.input, dict):  # a csv model that takes the raw columns (one named input each)
+        outputs = np.asarray(
+            model.predict(raw_column_inputs(x, splits.state), batch_size=batch_size, verbose=0)
+        )
+        outputs = outputs.astype(np.float64)
+    else:
+        data = make_pipeline(
+            splits, split, batch_size
+        ).evaluation()  # image folders stream from disk here too
+        outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
     out_dir = run_dir / "eval" / split
     out_dir.mkdir(parents=True, exist_ok=True)
     common = {
@@ -173,8 +181,27 @@ def _check_class_names(run_dir: Path, splits: Splits) -> None:
         )
 
 
+def raw_column_inputs(x: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
+    """Encoded csv rows as the raw columns a ``model.keras`` with named inputs takes (strings as tf strings)."""
+    import tensorflow as tf
+
+    from dltrain.data.tabular import raw_columns
+
+    return {k: tf.constant(v) if v.dtype == object else v for k, v in raw_columns(x, state).items()}
+
+
 def _check_fits(model: Any, splits: Splits, split: str) -> None:
-    want_shape = tuple(model.inputs[0].shape[1:])
+    if isinstance(model.input, dict):
+        columns = splits.state.get("columns") or {}
+        wanted = [*columns.get("numeric", []), *columns.get("categorical", [])]
+        if sorted(model.input) != sorted(wanted):
+            raise DataError(
+                f"the model takes columns {', '.join(sorted(model.input))} but the {split} data has "
+                f"{', '.join(sorted(wanted))}."
+            )
+        want_shape = splits.input_shape
+    else:
+        want_shape = tuple(model.inputs[0].shape[1:])
     if want_shape != splits.input_shape:
         raise DataError(
             f"the model takes inputs of shape {want_shape} but the {split} data has {splits.input_shape}."
