@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from dltrain.predict.output import OutputSpec, PredictionWriter, rows
-from tests.conftest import REPO, run_dltrain
+from tests.conftest import REPO, run_dir_from, run_dltrain
 
 LEGACY = REPO / "tests" / "fixtures" / "legacy"
 FASHION3 = LEGACY / "fashion3"
@@ -297,7 +297,11 @@ def test_raw_column_model_equals_the_encoded_model(tmp_path: Path, encoding: str
         "categorical_encoding": encoding,
     }
     body = build_model(
-        DenseModel(kind="dense", units=[4]), input_shape=(x.shape[1],), num_outputs=3, scale=1.0, stem=enc.stem(2)
+        DenseModel(kind="dense", units=[4]),
+        input_shape=(x.shape[1],),
+        num_outputs=3,
+        scale=1.0,
+        stem=enc.stem(2),
     )
     inner = with_outputs(body)
     wrapped = tabular_models.raw_columns(inner, state)
@@ -319,3 +323,75 @@ def test_raw_column_model_equals_the_encoded_model(tmp_path: Path, encoding: str
 def _write_text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _iris_csv(path: Path) -> list[list[Any]]:
+    """Real iris measurements with one categorical column (petal width in words), as a user's table."""
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris()
+    rows = []
+    for values, target in zip(bunch.data, bunch.target, strict=True):
+        size = "small" if values[3] < 0.8 else ("medium" if values[3] < 1.75 else "large")
+        rows.append([*(round(float(v), 1) for v in values[:3]), size, str(bunch.target_names[target])])
+    header = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal size", "species"]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return rows
+
+
+@pytest.mark.slow
+def test_csv_model_takes_raw_rows_end_to_end(tmp_path: Path) -> None:
+    """fit a csv run (numeric and categorical columns), then predict raw rows without the label column: the rows
+    match keras.saving.load_model(safe_mode=True).predict on the raw columns, and evaluate scores it."""
+    import keras
+    import tensorflow as tf
+    import yaml
+
+    rows = _iris_csv(tmp_path / "iris.csv")
+    config = tmp_path / "iris.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "iris",
+                "seed": 3,
+                "data": {
+                    "kind": "csv",
+                    "path": str(tmp_path / "iris.csv"),
+                    "label": "species",
+                    "test_split": 0.2,
+                    "batch_size": 16,
+                },
+                "model": {"kind": "dense", "units": [16]},
+                "optimizer": {"kind": "adam", "learning_rate": 0.02},
+                "train": {"epochs": 3},
+            }  # fmt: skip
+        )
+    )
+    proc = run_dltrain("fit", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    assert json.loads((run / "data" / "state.json").read_text())["model_inputs"] == "raw columns"
+    new = tmp_path / "new.csv"
+    sample = [r[:4] for r in rows[::10]]
+    sample[0][3] = "huge"  # a category the training rows lack: encoded as in training (all zeros), and said
+    with open(new, "w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["petal size", "sepal length (cm)", "sepal width (cm)", "petal length (cm)"]]
+        )
+        csv.writer(fh).writerows([[r[3], r[0], r[1], r[2]] for r in sample])  # another column order
+    proc = run_dltrain("predict", str(run), str(new), "--top-k", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{new}:2:1" in proc.stderr and "'huge'" in proc.stderr
+    got = _read_csv(proc.stdout)
+    model = keras.saving.load_model(run / "model.keras", compile=False, safe_mode=True)
+    names = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)"]
+    raw = {n: np.array([[r[i]] for r in sample], np.float32) for i, n in enumerate(names)}
+    raw["petal size"] = tf.constant([[r[3]] for r in sample])
+    probs = model.predict(raw, verbose=0)
+    classes = ["setosa", "versicolor", "virginica"]
+    assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
+    assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+    proc = run_dltrain("evaluate", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "eval" / "test" / "metrics.json").read_text())["accuracy"] > 0.6
