@@ -395,3 +395,55 @@ def test_csv_model_takes_raw_rows_end_to_end(tmp_path: Path) -> None:
     proc = run_dltrain("evaluate", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "eval" / "test" / "metrics.json").read_text())["accuracy"] > 0.6
+
+
+# ------------------------------------------------------------------------------------------ text, series
+
+
+@pytest.mark.slow
+def test_text_and_series_runs_predict(tmp_path: Path) -> None:
+    """A text run predicts .txt files (and a CSV column of strings); a series run forecasts the steps after the last
+    full window of a CSV. Both compared with keras on inputs the test reads itself."""
+    import keras
+
+    runs = tmp_path / "runs"
+    proc = run_dltrain("fit", "configs/books_rnn.yaml", "--runs-dir", str(runs), "--set", "train.epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    books = run_dir_from(proc.stdout)
+    files = sorted((REPO / "configs" / "data" / "books" / "test").rglob("*.txt"))[::20]
+    proc = run_dltrain("predict", str(books), *map(str, files), "--labelled", "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    texts = [p.read_text(encoding="utf-8-sig") for p in files]
+    model = keras.saving.load_model(books / "model.keras", compile=False)
+    probs = model.predict(np.array(texts, dtype=object), verbose=0)
+    assert [r["id"] for r in got] == [str(p) for p in files]
+    assert [r["probability"] for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+    assert [r["true"] for r in got] == [p.parent.name for p in files]
+    table = tmp_path / "texts.csv"
+    with open(table, "w", newline="") as fh:
+        csv.writer(fh).writerows([["passage"], *([t] for t in texts)])
+    proc = run_dltrain("predict", str(books), str(table), "--column", "passage")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["predicted"] for r in _read_csv(proc.stdout)] == [r["predicted"] for r in got]
+
+    proc = run_dltrain("fit", "configs/sunspots_gru.yaml", "--runs-dir", str(runs), "--set", "train.epochs=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sun = run_dir_from(proc.stdout)
+    series = REPO / "configs" / "data" / "sunspots.csv"
+    lines = [ln for ln in series.read_text().splitlines() if ln and not ln.startswith("#")]
+    recent = tmp_path / "recent.csv"
+    recent.write_text("\n".join([lines[0], *lines[-30:]]) + "\n")  # the last 30 years
+    proc = run_dltrain("predict", str(sun), str(recent))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = _read_csv(proc.stdout)
+    header = lines[0].split(",")
+    window = [float(ln.split(",")[header.index("SUNACTIVITY")]) for ln in lines[-11:]]
+    x = np.array(window, np.float32).reshape(1, 11, 1)
+    want = keras.saving.load_model(sun / "model.keras", compile=False).predict(x, verbose=0)
+    assert float(row["predicted"]) == pytest.approx(float(want.reshape(-1)[0]), rel=1e-5)
+    assert row["id"] == f"{recent}:31"
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([lines[0], *lines[-5:]]) + "\n")
+    proc = run_dltrain("predict", str(sun), str(short))
+    assert proc.returncode == 3 and "needs the last 11 rows" in proc.stderr

@@ -38,6 +38,9 @@ class Inputs:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     encoded: np.ndarray | None = None
+    decode_checks: bool = False
+    """image_files: every file is PNG, decoded and checked as it streams (not before), bad ones named or skipped."""
+    skip_bad: bool = False
     """kind "columns" (csv): ``x`` holds the raw columns (name -> (n, 1)); this, the rows encoded as fit encoded
     them, for models from before model.keras took raw columns."""
 
@@ -102,6 +105,13 @@ def image_inputs(inputs: Sequence[str], class_names: list[str], labelled: bool, 
     from dltrain.data.images import IMAGE_EXTENSIONS, check_image
 
     paths = expand(inputs, IMAGE_EXTENSIONS, "images")
+    if all(p.lower().endswith(".png") for p in paths):
+        # PNG is lossless: the stream decodes each file once (Pillow where its pixels are TensorFlow's, else the
+        # training decoder) and names or skips a bad one there, instead of a decode here and another there.
+        truths = [_label_from_folder(p, class_names) for p in paths] if labelled else None
+        found = Inputs("image_files", paths, np.asarray(paths, dtype=object), truths, skip_bad=skip_bad)
+        found.decode_checks = True
+        return found
     good: list[str] = []
     skipped: list[str] = []
     for path in paths:
