@@ -120,6 +120,55 @@ def test_bad_images_named_or_skipped_and_no_partial_output(images_run: Path, tmp
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".pred.csv")]
 
 
+def test_resized_colour_and_jpeg_images_go_through_the_training_decoder(
+    images_run: Path, tmp_path: Path
+) -> None:
+    """Images of another size or colour mode, and JPEGs, are converted and resized as in training: compared with
+    keras on pixels the test converts itself (TensorFlow's image ops, as the training pipeline documents)."""
+    import tensorflow as tf
+
+    files = sorted(FASHION3.rglob("*.png"))[::9]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    expected = []
+    for i, path in enumerate(files):
+        grey = _png(path)
+        if i % 3 == 0:  # bigger: resized down (antialiased bilinear, rounded)
+            big = Image.fromarray(grey).resize((40, 40), Image.NEAREST)
+            big.save(folder / f"{i}.png")
+            pixels = tf.image.resize(
+                np.asarray(big)[..., None].astype(np.float32), (28, 28), "bilinear", antialias=True
+            )
+            expected.append(np.clip(np.round(pixels.numpy()), 0, 255))
+        elif i % 3 == 1:  # colour: converted to grey as training converts a colour PNG (libpng's rule)
+            rgb = np.stack([grey, grey // 2, grey // 3], axis=-1).astype(np.uint8)
+            Image.fromarray(rgb).save(folder / f"{i}.png")
+            raw = tf.io.read_file(str(folder / f"{i}.png"))
+            expected.append(tf.io.decode_png(raw, channels=1).numpy().astype(np.float32))
+        else:
+            Image.fromarray(grey).save(folder / f"{i}.png")
+            expected.append(grey[..., None].astype(np.float32))
+    proc = run_dltrain("predict", str(images_run), str(folder), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = {r["id"]: r for r in json.loads(proc.stdout)}
+    probs = _keras_predict(images_run, np.stack(expected))
+    for i, p in enumerate(probs):
+        assert got[str(folder / f"{i}.png")]["probability"] == pytest.approx(p.max(), abs=2e-6)
+    jpegs = tmp_path / "jpegs"
+    jpegs.mkdir()
+    for i, path in enumerate(files[:6]):
+        Image.fromarray(_png(path)).save(jpegs / f"{i}.jpg", quality=90)
+    proc = run_dltrain("predict", str(images_run), str(jpegs), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    decoded = [
+        tf.io.decode_jpeg(tf.io.read_file(str(jpegs / f"{i}.jpg")), channels=1).numpy() for i in range(6)
+    ]
+    probs = _keras_predict(images_run, np.stack(decoded).astype(np.float32))
+    assert [r["id"] for r in got] == [str(jpegs / f"{i}.jpg") for i in range(6)]
+    assert [r["probability"] for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "says"),
     [

@@ -273,7 +273,7 @@ def _png_batches(
         if array is None:
             array = _tf_decode(path, height, width, channels)
         ids.append(path)
-        pixels.append(array)
+        pixels.append(array.reshape(height, width, channels))
         if inputs.truths is not None:
             truths.append(inputs.truths[k])
         if len(ids) == batch_size:
