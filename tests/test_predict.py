@@ -496,3 +496,31 @@ def test_text_and_series_runs_predict(tmp_path: Path) -> None:
     short.write_text("\n".join([lines[0], *lines[-5:]]) + "\n")
     proc = run_dltrain("predict", str(sun), str(short))
     assert proc.returncode == 3 and "needs the last 11 rows" in proc.stderr
+
+
+def test_predicts_modules_and_load_run_import_no_tensorflow(tmp_path: Path) -> None:
+    """The light part (finding inputs, writing rows, the run's record, load_run) never imports TensorFlow, so a
+    bad input is refused in milliseconds and the TF-free predictor can reuse the output writer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dltrain\n"
+        "import dltrain.predict.output, dltrain.predict.inputs, dltrain.predict.engine, dltrain.commands.predict\n"
+        f"run = dltrain.load_run({str(LEGACY / 'runs' / 'digits')!r})\n"
+        "assert run.classes[:2] == ['0', '1'], run.classes\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_legacy_table_run_without_its_encoding_is_refused_saying_why(tmp_path: Path) -> None:
+    run = _copy_run(tmp_path, "colors")
+    state = json.loads((run / "data" / "state.json").read_text())
+    del state["columns"]
+    (run / "data" / "state.json").write_text(json.dumps(state))
+    proc = run_dltrain("predict", str(run), str(COLORS))
+    assert proc.returncode == 5 and "predates the record of how rows are encoded" in proc.stderr
+    assert proc.stdout == ""
