@@ -189,7 +189,7 @@ class RunLock:
                     continue  # released between the two calls
                 alive, why = owner_alive(owner)
                 if alive:
-                    raise _locked(self.path.parent, owner, why)
+                    raise _locked(self.path.parent, owner, why) from None
                 self._take_over(owner, why)
                 continue
             except PermissionError as exc:
