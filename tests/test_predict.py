@@ -255,6 +255,11 @@ def test_csv_raw_rows_match_keras_and_bad_cells_are_located(tmp_path: Path) -> N
     assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
     assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
     assert "true" not in got[0]  # the label column was ignored
+    proc = run_dltrain("predict", str(run), str(COLORS), "--labelled")
+    labelled = _read_csv(proc.stdout)
+    assert [r["true"] for r in labelled] == [r["name"] for r in raw]
+    hits = sum(r["true"] == r["predicted"] for r in labelled)
+    assert f"accuracy {hits / len(raw):.4f} against the labels ({hits}/{len(raw)})" in proc.stderr
     # a word in a numeric column, and a missing feature column: exit 3 with file, line (and column)
     bad = tmp_path / "bad.csv"
     bad.write_text("r,g,b\n10,20,30\n10,twenty,30\n")
@@ -524,3 +529,58 @@ def test_a_legacy_table_run_without_its_encoding_is_refused_saying_why(tmp_path:
     proc = run_dltrain("predict", str(run), str(COLORS))
     assert proc.returncode == 5 and "predates the record of how rows are encoded" in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_a_fresh_image_run_predicts_its_unlabelled_test_folder(tmp_path: Path) -> None:
+    """fast.ai's lesson-1 layout from real Fashion-MNIST PNGs: train/<class>/ and an unlabelled test1/; the run
+    resizes 28x28 to 20x20, and predict's rows match keras on pixels the test resizes itself."""
+    import tensorflow as tf
+    import yaml
+
+    from dltrain.data.builtin import DEBIAN_FASHION_DIR
+    from dltrain.data.formats import read_idx_folder
+    from dltrain.data.images import write_image_folder
+
+    arrays = read_idx_folder(DEBIAN_FASHION_DIR) if DEBIAN_FASHION_DIR.is_dir() else None
+    if arrays is None:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    keep = np.flatnonzero(np.isin(arrays["y_train"], [0, 1, 7]))[:150]
+    write_image_folder(tmp_path / "data" / "train", arrays["x_train"][keep], arrays["y_train"][keep],
+                       [str(c) for c in range(10)])  # fmt: skip
+    test1 = tmp_path / "data" / "test1"
+    test1.mkdir()
+    for i, pixels in enumerate(arrays["x_test"][:25]):
+        Image.fromarray(pixels).save(test1 / f"{i + 1}.png")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fresh",
+                "seed": 1,
+                "data": {
+                    "kind": "image_folder",
+                    "path": str(tmp_path / "data" / "train"),
+                    "image_size": [20, 20],
+                    "color_mode": "grayscale",
+                    "batch_size": 32,
+                },
+                "model": {"kind": "cnn", "filters": [8], "dense": []},
+                "train": {"epochs": 1},
+            }  # fmt: skip
+        )
+    )
+    proc = run_dltrain("fit", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    out = tmp_path / "submission.csv"
+    proc = run_dltrain("predict", str(run), str(test1), "--top-k", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = _read_csv(out.read_text())
+    assert sorted(r["id"] for r in got) == sorted(str(p) for p in test1.iterdir())  # one row per file
+    pixels = np.stack([_png(Path(r["id"])) for r in got])[..., None].astype(np.float32)
+    resized = np.clip(np.round(tf.image.resize(pixels, (20, 20), "bilinear", antialias=True).numpy()), 0, 255)
+    probs = _keras_predict(run, resized)
+    classes = ["0", "1", "7"]
+    assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
+    assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
