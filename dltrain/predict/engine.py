@@ -280,11 +280,15 @@ def _png_batches(
             yield (
                 ids,
                 np.stack(pixels).astype(np.float32).reshape((-1, *want)),
-                truths if inputs.truths else None,
+                truths if inputs.truths is not None else None,
             )
             ids, pixels, truths = [], [], []
     if ids:
-        yield ids, np.stack(pixels).astype(np.float32).reshape((-1, *want)), truths if inputs.truths else None
+        yield (
+            ids,
+            np.stack(pixels).astype(np.float32).reshape((-1, *want)),
+            truths if inputs.truths is not None else None,
+        )
 
 
 def _tf_decode(path: str, height: int, width: int, channels: int) -> np.ndarray:
