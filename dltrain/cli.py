@@ -186,6 +186,47 @@ def data_inspect(
     command.run(config, set_ or [], runs_dir, fail_on_duplicates)
 
 
+@app.command()
+@handle_errors
+def sweep(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Experiment config with a sweep: section (or use --param).", show_default=False),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="KEY=loguniform(LOW,HIGH) | uniform(LOW,HIGH) | int(LOW,HIGH) | choice(V1,V2,...).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Number of trials (default: sweep.trials).", min=1)
+    ] = None,
+    set_: SetOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    sweep_dir: Annotated[
+        Path | None,
+        typer.Option("--sweep-dir", help="Exact sweep directory (default: RUNS_DIR/<name>-sweep-<time>)."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL: sqlite:///..., postgresql://..., journal:/shared/study.log."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a stopped sweep, or join a running one, in SWEEP_DIR.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Hyper-parameter search on Optuna: each trial a run directory trained by a child dltrain fit."""
+    from dltrain.commands import sweep as command
+
+    code = command.run(config, set_ or [], param or [], trials, runs_dir, sweep_dir, storage, resume, verbose)
+    if code:
+        raise typer.Exit(code)
+
+
 @runs_app.command("ls")
 @handle_errors
 def runs_ls(

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may differ between a run's config and the one given to --resume; anything else changes what
 # the checkpoint means and is refused. Callbacks run beside the training and keep no checkpointed state.
-SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks")
+SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks", "tracking", "sweep")
 
 
 @dataclass
