@@ -285,9 +285,7 @@ def run_sweep(sweep: Sweep) -> int:
                 for line in _recover_stale(sweep):
                     result_line(line)
                 done, waiting = _count(sweep)
-                if not waiting and done >= sweep.spec.trials:
-                    break
-                if sweep.spec.sampler == "grid" and not waiting and _grid_exhausted(sweep):
+                if not waiting and done >= _limit(sweep):
                     break
                 trial = sweep.study.ask()
                 trial.set_user_attr("owner", {**machine_identity(), "pid": os.getpid()})
@@ -303,19 +301,24 @@ def run_sweep(sweep: Sweep) -> int:
     return _summary(sweep)
 
 
-def _grid_exhausted(sweep: Sweep) -> bool:
-    total = math.prod(len(d.grid()) for d in sweep.dims)
-    finished = [
-        t
-        for t in sweep.study.get_trials(deepcopy=False)
-        if t.state.is_finished() or t.state.name == "RUNNING"
-    ]
-    seen = {
-        tuple(sorted((k, json.dumps(v)) for k, v in t.params.items()))
-        for t in finished
-        if not t.user_attrs.get("fail_reason")
-    }
-    return len(seen) >= total
+def _limit(sweep: Sweep) -> int:
+    """How many trials to run: sweep.trials, and at most every point of a grid once."""
+    if sweep.spec.sampler == "grid":
+        return min(sweep.spec.trials, math.prod(len(d.grid()) for d in sweep.dims))
+    return sweep.spec.trials
+
+
+def _tell(sweep: Sweep, trial: Any, value: float | None = None, state: Any = None) -> None:
+    """``study.tell``; Optuna's grid sampler calls ``study.stop()`` after its last point, which raises outside
+    ``study.optimize`` once the trial is stored: that is the grid's end, not an error."""
+    try:
+        if state is None:
+            sweep.study.tell(trial, value)
+        else:
+            sweep.study.tell(trial, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
 
 
 class _Stop(Exception):
@@ -391,14 +394,14 @@ def _run_trial(sweep: Sweep, trial: Any, optuna: Any) -> None:
     rows = read_metrics(run_dir / "metrics.csv")
     trial.set_user_attr("epochs", len(rows))
     if isinstance(stop_reason, str) and stop_reason.startswith("pruned"):
-        sweep.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        _tell(sweep, trial, state=optuna.trial.TrialState.PRUNED)
         result_line(f"trial {number}: pruned ({stop_reason})")
         return
     value = _best(rows, sweep.metric, sweep.direction)
     if value is None:
         _fail(sweep, trial, f"no finite {sweep.metric} in metrics.csv", values, optuna)
         return
-    sweep.study.tell(trial, value)
+    _tell(sweep, trial, value)
     result_line(f"trial {number}: {sweep.metric} {value:.4f} in {seconds:.0f}s")
     write_outputs(sweep)
 
@@ -442,7 +445,7 @@ def _fail(
     sweep: Sweep, trial: Any, reason: str, values: dict[str, Any], optuna: Any, retry: bool = False
 ) -> None:
     trial.set_user_attr("fail_reason", reason)
-    sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    _tell(sweep, trial, state=optuna.trial.TrialState.FAIL)
     if retry:
         sweep.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
     result_line(f"trial {trial.number}: failed ({reason})")
