@@ -56,13 +56,28 @@ def _sweep_dir(stdout: str) -> Path:
         ({"params": {"model.unitz": {"choice": [[8]]}}}, [], 2, ["model.unitz", "not a key"]),
         ({"params": {"model.dropout": {"uniform": [0.0, 1.5]}}}, [], 2, ["model.dropout", "high end", "1.5"]),
         ({"params": {"optimizer.learning_rate": {"uniform": [0.1, 0.01]}}}, [], 2, ["low < high"]),
-        ({"sampler": "grid", "params": {"optimizer.learning_rate": {"loguniform": [1e-3, 0.1]}}}, [], 2, ["grid"]),
+        (
+            {"sampler": "grid", "params": {"optimizer.learning_rate": {"loguniform": [1e-3, 0.1]}}},
+            [],
+            2,
+            ["grid"],
+        ),
         (None, ["--param", "optimizer.learning_rate=gaussian(0,1)"], 2, ["--param", "loguniform(LOW,HIGH)"]),
         (None, ["--param", "train.epochs=int(0,2)"], 2, ["train.epochs", "low end"]),
-        (None, ["--param", "optimizer.learning_rate=loguniform(1e-4,1e-1)", "--storage", "nosuch"], 2, ["nosuch"]),
         (
             None,
-            ["--param", "optimizer.learning_rate=loguniform(1e-4,1e-1)", "--storage", "sqlite:////no/such/dir/s.db"],
+            ["--param", "optimizer.learning_rate=loguniform(1e-4,1e-1)", "--storage", "nosuch"],
+            2,
+            ["nosuch"],
+        ),
+        (
+            None,
+            [
+                "--param",
+                "optimizer.learning_rate=loguniform(1e-4,1e-1)",
+                "--storage",
+                "sqlite:////no/such/dir/s.db",
+            ],
             5,
             ["sqlite:////no/such/dir/s.db", "cannot be reached"],
         ),
@@ -110,7 +125,10 @@ def test_grid_sweep_with_a_killed_trial_and_a_pruned_one(tmp_path: Path) -> None
             "trials": 10,
             "sampler": "grid",
             "startup_trials": 1,
-            "params": {"optimizer.learning_rate": {"choice": [0.2, 1e-5]}, "train.epochs": {"int": [1, 3], "step": 2}},
+            "params": {
+                "optimizer.learning_rate": {"choice": [0.2, 1e-5]},
+                "train.epochs": {"int": [1, 3], "step": 2},
+            },
         },
     )
     out = run_dltrain(
@@ -125,7 +143,9 @@ def test_grid_sweep_with_a_killed_trial_and_a_pruned_one(tmp_path: Path) -> None
         killed = states[(lr, 3)]
         assert killed.state == optuna.trial.TrialState.FAIL
         assert "SIGKILL" in killed.user_attrs["fail_reason"]
-        assert json.loads((Path(killed.user_attrs["run_dir"]) / "run.json").read_text())["status"] == "running"
+        assert (
+            json.loads((Path(killed.user_attrs["run_dir"]) / "run.json").read_text())["status"] == "running"
+        )
     assert states[(0.2, 1)].state == optuna.trial.TrialState.COMPLETE
     pruned = states[(1e-5, 1)]
     assert pruned.state == optuna.trial.TrialState.PRUNED
@@ -194,7 +214,9 @@ def test_a_killed_sweep_resumes_and_retries_its_running_trial(tmp_path: Path) ->
 def test_two_sweep_processes_share_one_study(tmp_path: Path) -> None:
     cfg = _config(tmp_path, {"trials": 3, "sampler": "random", "pruner": "none"})
     sweep_dir = tmp_path / "shared"
-    first = _popen("sweep", str(cfg), "--param", "model.units=choice([8],[16],[32])", "--sweep-dir", str(sweep_dir))
+    first = _popen(
+        "sweep", str(cfg), "--param", "model.units=choice([8],[16],[32])", "--sweep-dir", str(sweep_dir)
+    )
     _wait_for(lambda: (sweep_dir / "sweep.json").exists())
     second = _popen("sweep", "--resume", str(sweep_dir))
     outs = [p.communicate(timeout=600) for p in (first, second)]
