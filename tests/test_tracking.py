@@ -32,7 +32,10 @@ def test_a_fit_and_its_evaluation_are_logged_to_a_local_store(tmp_path: Path) ->
 
     client = MlflowClient(tracking_uri=state["uri"])
     experiment = client.get_experiment_by_name("digits_dense")
-    assert experiment is not None and experiment.experiment_id == client.get_run(state["run_id"]).info.experiment_id
+    assert (
+        experiment is not None
+        and experiment.experiment_id == client.get_run(state["run_id"]).info.experiment_id
+    )
     run = client.get_run(state["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.units"] == "[64]" and run.data.params["optimizer.kind"] == "sgd"
@@ -60,7 +63,13 @@ def _closed_port() -> int:
 def test_a_tracking_server_that_is_down_warns_and_training_goes_on(tmp_path: Path) -> None:
     port = _closed_port()
     out = run_dltrain(
-        "fit", CONFIG, *FAST, "--set", f"tracking.uri=http://127.0.0.1:{port}", "--runs-dir", str(tmp_path),
+        "fit",
+        CONFIG,
+        *FAST,
+        "--set",
+        f"tracking.uri=http://127.0.0.1:{port}",
+        "--runs-dir",
+        str(tmp_path),
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
@@ -75,6 +84,8 @@ def test_missing_mlflow_names_the_extra(tmp_path: Path) -> None:
     (blocker / "mlflow").mkdir(parents=True)
     (blocker / "mlflow" / "__init__.py").write_text("raise ImportError('No module named mlflow')\n")
     env = {"PYTHONPATH": f"{blocker}{os.pathsep}{REPO}"}
-    out = run_dltrain("fit", CONFIG, "--set", "tracking.kind=mlflow", "--runs-dir", str(tmp_path / "r"), env=env)
+    out = run_dltrain(
+        "fit", CONFIG, "--set", "tracking.kind=mlflow", "--runs-dir", str(tmp_path / "r"), env=env
+    )
     assert out.returncode == 2 and "pip install 'dltrain[mlflow]'" in out.stderr
     assert not (tmp_path / "r").exists()
