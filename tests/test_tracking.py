@@ -18,6 +18,7 @@ CONFIG = str(REPO / "configs" / "digits_dense.yaml")
 FAST = ["--set", "train.epochs=2", "--set", "data.batch_size=64"]
 
 
+@pytest.mark.slow
 def test_a_fit_and_its_evaluation_are_logged_to_a_local_store(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
