@@ -10,11 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 
 from tests.conftest import REPO, dltrain_cmd, run_dltrain
+
+optuna = pytest.importorskip("optuna")
 
 BASE = {
     "name": "sw",
@@ -228,3 +229,34 @@ def test_two_sweep_processes_share_one_study(tmp_path: Path) -> None:
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     owners = {t.user_attrs["owner"]["pid"] for t in study.trials}
     assert owners == {first.pid, second.pid}  # both ran trials
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_saving_and_resume_finishes(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"trials": 2, "sampler": "random", "pruner": "none"}, train={"epochs": 3})
+    sweep_dir = tmp_path / "sweep"
+    proc = _popen(
+        "sweep",
+        str(cfg),
+        "--param",
+        "optimizer.learning_rate=uniform(0.02,0.1)",
+        "--sweep-dir",
+        str(sweep_dir),
+    )
+    _wait_for(lambda: (sweep_dir / "trials" / "0000" / "metrics.csv").exists())
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "--resume" in stdout and "Traceback" not in stderr
+    study = _study(sweep_dir)
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL and "Ctrl-C" in first.user_attrs["fail_reason"]
+    assert json.loads((sweep_dir / "trials" / "0000" / "run.json").read_text())["status"] == "interrupted"
+    assert "0,FAIL" in (sweep_dir / "trials.csv").read_text()
+    queued = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == 0
+    out = run_dltrain("sweep", "--resume", str(sweep_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    study = _study(sweep_dir)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and done[0].params == first.params
