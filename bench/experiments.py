@@ -77,7 +77,7 @@ def sweep(label: str, data: Path, trials: int, epochs: int, pruner: str) -> dict
             "sampler": "tpe",
             "pruner": pruner,
             "startup_trials": 3,
-            "warmup_epochs": 1,
+            "warmup_epochs": 0,
             "params": {
                 "optimizer.learning_rate": {"loguniform": [1e-5, 1e-1]},
                 "model.units": {"choice": [[16], [64], [256]]},

@@ -39,6 +39,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     assert killed.returncode == -9, killed.stderr
     made["killed"] = next(root.glob("killed-*"))
+    inspected = run_dltrain("data", "inspect", config, "--runs-dir", str(root))
+    assert inspected.returncode == 0, inspected.stderr
+    made["inspect"] = next(root.glob("*-inspect-*"))
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not a run\n")
     (root / "half").mkdir()
@@ -72,6 +75,9 @@ def test_ls_rows_statuses_and_scores(runs: dict[str, Path]) -> None:
     assert killed["status"] == "dead" and "--resume" in killed["note"]
     assert killed["epochs"] == 1
     assert rows["notes"]["kind"] == "foreign"
+    assert runs["inspect"].name not in rows  # lr-find / inspect / sweep folders: only with --all
+    shown = {row["name"]: row for row in _ls(runs["root"], "--all")}
+    assert shown[runs["inspect"].name]["kind"] == "inspect"
     assert rows["half"]["kind"] == "incomplete"
     assert rows["corrupt"]["kind"] == "incomplete" and "corrupt" in rows["corrupt"]["note"]
 
@@ -86,6 +92,7 @@ def test_ls_table_sort_and_filter(runs: dict[str, Path]) -> None:
     out = run_dltrain("runs", "ls", str(runs["root"]))
     assert out.returncode == 0, out.stderr
     assert runs["wide"].name in out.stdout and "dead" in out.stdout and "foreign" in out.stdout
+    assert "also 1 inspect folder(s)" in out.stdout
     assert "Traceback" not in out.stderr
 
 

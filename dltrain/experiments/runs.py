@@ -174,6 +174,9 @@ def read_row(run_dir: Path) -> RunRow:
         sweep = _read_json(run_dir / "sweep.json")
         info = sweep if isinstance(sweep, dict) else {}
         return RunRow(run_dir, name, "sweep", str(info.get("status") or "sweep"), started=info.get("created"))
+    if (run_dir / "inspect.json").is_file() and not (run_dir / RUN_FILE).exists():
+        _, data_kind, _ = _config_kinds(run_dir)
+        return RunRow(run_dir, name, "inspect", "finished", data=data_kind, note="dltrain data inspect")
     record = _read_json(run_dir / RUN_FILE)
     if not isinstance(record, dict):
         looks_ours = any((run_dir / item).exists() for item in DLTRAIN_FILES) or record is ...

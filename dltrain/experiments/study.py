@@ -84,7 +84,8 @@ def make_pruner(kind: str, startup_trials: int, warmup_epochs: int) -> Any:
     optuna = require_optuna()
     if kind == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
+    # Epochs are reported as steps 1, 2, ...; Optuna prunes from step n_warmup_steps on.
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs + 1)
 
 
 def trial_env(
