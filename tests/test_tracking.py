@@ -90,3 +90,28 @@ def test_missing_mlflow_names_the_extra(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "pip install 'dltrain[mlflow]'" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    runs = tmp_path / "runs"
+    args = ["fit", CONFIG, "--set", "train.epochs=3", "--set", "data.batch_size=64", "--runs-dir", str(runs)]
+    killed = run_dltrain(*args, "--set", "tracking.kind=mlflow", env={"DLTRAIN_FAULT": "kill@epoch=3,step=2"})
+    assert killed.returncode == -9, killed.stderr
+    run_dir = next(runs.glob("digits_dense-*"))
+    state = json.loads((run_dir / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=state["uri"])
+    assert client.get_run(state["run_id"]).info.status == "RUNNING"
+    # The same MLflow run continues (RUN/tracking.json), not a second one.
+    resumed = run_dltrain(
+        *args[:1], "--resume", str(run_dir), CONFIG, *args[2:6], "--set", "tracking.kind=mlflow"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "tracking.json").read_text())["run_id"] == state["run_id"]
+    run = client.get_run(state["run_id"])
+    assert run.info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(state["run_id"], "val_loss")}
+    assert steps == {1, 2, 3}
+    assert len(client.search_runs([run.info.experiment_id])) == 1

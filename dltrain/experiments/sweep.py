@@ -45,7 +45,7 @@ from dltrain.errors import EXIT_INTERRUPTED, ConfigError, Interrupted, RunDirErr
 from dltrain.experiments import space as sp
 from dltrain.experiments.study import TRIAL_ENV, make_pruner, open_storage, require_optuna, trial_env
 from dltrain.fsutil import atomic_write_json, atomic_write_text
-from dltrain.rundir.lock import machine_identity, owner_alive
+from dltrain.rundir.lock import CLOCK_SKEW, machine_identity, owner_alive
 from dltrain.rundir.metrics_log import read_metrics
 from dltrain.rundir.paths import create_run_dir
 
@@ -240,6 +240,10 @@ def _recover_stale(sweep: Sweep) -> list[str]:
         if beat is None and t.datetime_start is not None:
             beat = t.datetime_start.timestamp()
         alive, why = owner_alive({**owner, "renewed_unix": beat, "lease_seconds": lease})
+        age = time.time() - float(beat) if isinstance(beat, int | float) else math.inf
+        if alive and age > 2 * lease + CLOCK_SKEW:
+            # A live pid but no heartbeat: the pid was reused, or the sweep hangs; either way it is not running it.
+            alive, why = False, f"no heartbeat for {age:.0f}s"
         if alive:
             continue
         reason = f"its sweep process died ({why})"
