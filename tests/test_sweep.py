@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -260,3 +261,15 @@ def test_ctrl_c_stops_after_saving_and_resume_finishes(tmp_path: Path) -> None:
     study = _study(sweep_dir)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2 and done[0].params == first.params
+
+
+def test_sweep_config_errors_never_import_tensorflow(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"params": {"model.dropout": {"uniform": [0.0, 1.5]}}})
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom dltrain.cli import app\n"
+        f"r = CliRunner().invoke(app, ['sweep', {str(cfg)!r}, '--runs-dir', {str(tmp_path / 'runs')!r}])\n"
+        "assert r.exit_code == 2, r.output\nassert 'tensorflow' not in sys.modules\nprint('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
