@@ -200,7 +200,7 @@ def read_row(run_dir: Path) -> RunRow:
             note = (
                 f"run.json says running but no process holds the run ({why}); dltrain fit --resume {run_dir}"
             )
-    best = record.get("best") if isinstance(record.get("best"), dict) else {}
+    best: dict[str, Any] = record["best"] if isinstance(record.get("best"), dict) else {}
     test_metric, test_value = _test_score(run_dir)
     epochs = record.get("epochs_run")
     if not isinstance(epochs, int):

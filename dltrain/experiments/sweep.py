@@ -538,13 +538,13 @@ def _plots(sweep: Sweep) -> None:
 
     out = sweep.dir / "plots"
     out.mkdir(exist_ok=True)
-    drawings = [("optimization_history.png", ovm.plot_optimization_history)]
+    drawings: list[tuple[str, Any]] = [("optimization_history.png", ovm.plot_optimization_history)]
     if len(complete) >= 2 and len(sweep.dims) >= 1:
         drawings.append(("param_importances.png", ovm.plot_param_importances))
     for filename, draw in drawings:
         try:
-            ax = draw(sweep.study)
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            ax: Any = draw(sweep.study)
+            fig: Any = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
             plt.close(fig)
