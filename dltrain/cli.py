@@ -166,6 +166,45 @@ def evaluate(
     command.run(run, split, top_k, verbose)
 
 
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory written by dltrain fit.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, folders (searched recursively) or quoted patterns: images, arrays, CSVs or texts, as the "
+            "run was trained on.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the rows to this file (atomically) instead of stdout."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    top_k: Annotated[int, typer.Option(help="Classes (with probabilities) per row, best first.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Examples per batch through the model.")] = 256,
+    labelled: Annotated[
+        bool,
+        typer.Option(
+            "--labelled", help="Compare with the labels: class folders, a CSV's label column, an .npz's y."
+        ),
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip unreadable images (counted) instead of stopping.")
+    ] = False,
+    column: Annotated[
+        str | None, typer.Option(help="Text runs: the CSV column that holds the texts.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Predict new data with a run's best model: one row per input (id, class, probability, top-k)."""
+    from dltrain.commands import predict as command
+
+    command.run(run, inputs, output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+
+
 @data_app.command("inspect")
 @handle_errors
 def data_inspect(

@@ -41,7 +41,8 @@ class EvalReport:
     top: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _load_model(path: Path, status: str) -> Any:
+def load_run_model(path: Path, status: str) -> Any:
+    """A run's ``model.keras`` for inference; missing or damaged is a ``RunDirError`` (exit 5)."""
     if not path.is_file():
         hint = "the run has not finished" if status == "running" else f"the run's status is {status!r}"
         raise RunDirError(f"{path}: no model in this run ({hint}). Train it with dltrain fit first.")
@@ -128,7 +129,7 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     _check_class_names(run_dir, splits)
     runtime = _local_runtime(cfg)
     with runtime.strategy.scope():  # predict is distributed over the same devices as training
-        model = _load_model(run_dir / "model.keras", str(record.get("status")))
+        model = load_run_model(run_dir / "model.keras", str(record.get("status")))
     _check_fits(model, splits, split)
     # A batch that divides over the replicas, as in fit; the last one may be short.
     batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
