@@ -247,6 +247,9 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
     else:
         feed = x_test
     twin(feed[:1], training=False)  # a model that has been called once (ONNX's exporter asks for it)
+    if os.environ.get("DLTRAIN_FAULT") == "perturb@export":  # test-only (dltrain/testing/faults.py)
+        last = twin.get_layer("logits")
+        last.set_weights([-w for w in last.get_weights()])
     calibration = np.zeros((0,))
     if quantize == "int8":  # the representative data comes from the training split only
         x_train = _model_inputs(splits, "train", model)[:CALIBRATION_EXAMPLES]
