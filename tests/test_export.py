@@ -145,7 +145,15 @@ def test_quantised_exports_record_size_and_accuracy(digits_run: Path, fmt: str, 
 
 def test_a_failed_check_leaves_nothing_and_exits_5(digits_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = run_dltrain("export", str(digits_run), "--format", "onnx", "--output", str(out), env={"DLTRAIN_FAULT": "perturb@export"})
+    proc = run_dltrain(
+        "export",
+        str(digits_run),
+        "--format",
+        "onnx",
+        "--output",
+        str(out),
+        env={"DLTRAIN_FAULT": "perturb@export"},
+    )
     assert proc.returncode == 5, proc.stderr[-2000:]
     assert "differ from model.keras" in proc.stderr and "not kept" in proc.stderr
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its temporary twin
@@ -160,10 +168,14 @@ def test_an_existing_output_is_never_overwritten(digits_run: Path, tmp_path: Pat
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-@pytest.mark.parametrize(("fmt", "module"), [("onnx", "onnxruntime"), ("onnx", "tf2onnx"), ("litert", "ai_edge_litert")])
+@pytest.mark.parametrize(
+    ("fmt", "module"), [("onnx", "onnxruntime"), ("onnx", "tf2onnx"), ("litert", "ai_edge_litert")]
+)
 def test_a_missing_extra_exits_2_naming_it(digits_run: Path, tmp_path: Path, fmt: str, module: str) -> None:
     out = tmp_path / "x"
-    proc = run_cli("export", str(digits_run), "--format", fmt, "--output", str(out), block=(module, "tflite_runtime"))
+    proc = run_cli(
+        "export", str(digits_run), "--format", fmt, "--output", str(out), block=(module, "tflite_runtime")
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert module in proc.stderr and "pip install 'dltrain[export]'" in proc.stderr
     assert "TENSORFLOW_IMPORTED=False" in proc.stderr and not out.exists()
@@ -191,13 +203,20 @@ def test_predict_with_an_export_folder_imports_no_tensorflow(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "TENSORFLOW_IMPORTED=False" in proc.stderr
     rows = _rows(proc.stdout)
-    expected = keras.saving.load_model(digits_run / "model.keras", compile=False).predict(digits_images[:20], verbose=0)
+    expected = keras.saving.load_model(digits_run / "model.keras", compile=False).predict(
+        digits_images[:20], verbose=0
+    )
     assert len(rows) == 20
     for row, probs in zip(rows, expected, strict=True):
         assert row["predicted"] == str(int(np.argmax(probs)))
         assert float(row["probability"]) == pytest.approx(float(np.max(probs)), abs=TOLERANCE)
     # The artefact's own path names the folder too; a SavedModel folder is refused (it needs TensorFlow).
-    proc = run_cli("predict", "--model", str(folder / f"model.{'tflite' if fmt == 'litert' else 'onnx'}"), str(tmp_path / "digits.npy"))
+    proc = run_cli(
+        "predict",
+        "--model",
+        str(folder / f"model.{'tflite' if fmt == 'litert' else 'onnx'}"),
+        str(tmp_path / "digits.npy"),
+    )
     assert proc.returncode == 0 and len(_rows(proc.stdout)) == 20
     proc = run_cli("predict", "--model", str(tmp_path), str(tmp_path / "digits.npy"))
     assert proc.returncode == 5 and "not an export folder" in proc.stderr
@@ -289,7 +308,12 @@ def test_images_with_augmentation_export_and_predict_files(tmp_path: Path, fashi
     for fmt in ("onnx", "litert"):
         folder, record = _export(run, fmt)
         assert record["verification"]["max_abs_diff"] <= TOLERANCE
-        assert record["input"]["image"] == {"height": 28, "width": 28, "channels": 1, "color_mode": "grayscale"}
+        assert record["input"]["image"] == {
+            "height": 28,
+            "width": 28,
+            "channels": 1,
+            "color_mode": "grayscale",
+        }
     pngs = [str(p) for p in fashion_pngs[::2][:30]]
     tf_rows = _rows(run_dltrain("predict", str(run), *pngs).stdout)
     proc = run_cli("predict", "--model", str(folder), *pngs)
@@ -303,8 +327,14 @@ def test_images_with_augmentation_export_and_predict_files(tmp_path: Path, fashi
 
 def _colours_csv(tmp: Path) -> Path:
     """The shipped colours table with a categorical column added (one of three words per row)."""
-    lines = [line for line in (REPO / "configs" / "data" / "colors.csv").read_text().splitlines() if line and not line.startswith("#")]
-    out = [lines[0] + ",shade"] + [f"{line},{('light', 'dark', 'mid')[i % 3]}" for i, line in enumerate(lines[1:])]
+    lines = [
+        line
+        for line in (REPO / "configs" / "data" / "colors.csv").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    out = [lines[0] + ",shade"] + [
+        f"{line},{('light', 'dark', 'mid')[i % 3]}" for i, line in enumerate(lines[1:])
+    ]
     (tmp / "colors.csv").write_text("\n".join(out) + "\n")
     return tmp / "colors.csv"
 
@@ -316,8 +346,15 @@ def test_csv_numeric_and_categorical_export_and_predict_raw_rows(tmp_path: Path,
     config = {
         "name": f"colors_{encoding}",
         "seed": 1,
-        "data": {"kind": "csv", "path": str(path), "label": "name", "test_split": 0.2, "validation_split": 0.15,
-                 "batch_size": 8, "categorical_encoding": encoding},
+        "data": {
+            "kind": "csv",
+            "path": str(path),
+            "label": "name",
+            "test_split": 0.2,
+            "validation_split": 0.15,
+            "batch_size": 8,
+            "categorical_encoding": encoding,
+        },
         "model": {"kind": "dense", "units": [16]},
         "optimizer": {"kind": "adam", "learning_rate": 0.01},
         "train": {"epochs": 3},
@@ -344,7 +381,10 @@ def test_text_exports_token_ids_and_the_tf_free_vectoriser_matches(tmp_path: Pat
     tf_rows = _rows(run_dltrain("predict", str(run), *map(str, texts)).stdout)
     for fmt in ("onnx", "litert"):
         folder, record = _export(run, fmt)
-        assert record["input"]["dtype"] == "int64" and record["input"]["text"]["vocabulary"][:2] == ["", "[UNK]"]
+        assert record["input"]["dtype"] == "int64" and record["input"]["text"]["vocabulary"][:2] == [
+            "",
+            "[UNK]",
+        ]
         assert record["verification"]["max_abs_diff"] <= TOLERANCE
     proc = run_cli("predict", "--model", str(folder), *map(str, texts))
     assert proc.returncode == 0 and "TENSORFLOW_IMPORTED=False" in proc.stderr, proc.stderr[-2000:]

@@ -22,7 +22,9 @@ def run(run_dir: Path, fmt: str, quantize: str, output: Path | None, verbose: bo
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
     if not (run_dir / "model.keras").is_file():
-        raise RunDirError(f"{run_dir / 'model.keras'}: no model in this run; train it with dltrain fit first.")
+        raise RunDirError(
+            f"{run_dir / 'model.keras'}: no model in this run; train it with dltrain fit first."
+        )
     setup_logging(verbose)
     from dltrain.export.exporter import export_run
 

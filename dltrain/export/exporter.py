@@ -276,7 +276,9 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
                 f"{type(exc).__name__}: {reason}"
             ) from None
         run = _saved_model_runner(artefact) if fmt == "saved_model" else Artefact(artefact, fmt).run
-        outputs = np.concatenate([run(feed[i : i + 256]) for i in range(0, len(feed), 256)]).astype(np.float64)
+        outputs = np.concatenate([run(feed[i : i + 256]) for i in range(0, len(feed), 256)]).astype(
+            np.float64
+        )
         verification = _verify(splits.task, reference, outputs, y_test, quantize)
         verification["size_bytes"] = _size(artefact)
         verification["latency_ms_per_example"] = round(_latency_ms(run, feed), 4)

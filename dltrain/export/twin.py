@@ -34,7 +34,11 @@ def _float32(config: Any) -> Any:
     if isinstance(config, dict):
         out = {}
         for key, value in config.items():
-            if key == "dtype" and isinstance(value, dict) and "DTypePolicy" in str(value.get("class_name", "")):
+            if (
+                key == "dtype"
+                and isinstance(value, dict)
+                and "DTypePolicy" in str(value.get("class_name", ""))
+            ):
                 out[key] = "float32"
             elif key == "dtype" and isinstance(value, str) and value.startswith("mixed_"):
                 out[key] = "float32"

@@ -95,7 +95,9 @@ def batches(folder: ExportFolder, inputs: Any, batch_size: int) -> Any:
         else:
             batch = np.asarray(part, dtype=np.float32)
             if tuple(batch.shape[1:]) != shape:
-                raise ConfigError(f"the inputs have shape {tuple(batch.shape[1:])} but the export takes {shape}.")
+                raise ConfigError(
+                    f"the inputs have shape {tuple(batch.shape[1:])} but the export takes {shape}."
+                )
             yield batch
 
 
