@@ -127,7 +127,9 @@ def test_each_format_matches_model_keras(digits_run: Path, digits_images: np.nda
     assert sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize(("fmt", "quantize"), [("onnx", "int8"), ("litert", "dynamic")])
+@pytest.mark.parametrize(
+    ("fmt", "quantize"), [("onnx", "int8"), pytest.param("litert", "dynamic", marks=pytest.mark.slow)]
+)
 def test_quantised_exports_record_size_and_accuracy(digits_run: Path, fmt: str, quantize: str) -> None:
     _, float_record = (
         (None, json.loads((digits_run / "export" / fmt / "export.json").read_text()))
