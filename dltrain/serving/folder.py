@@ -86,6 +86,9 @@ def batches(folder: ExportFolder, inputs: Any, batch_size: int) -> Any:
         text = spec["text"]
         vectorizer = Vectorizer(text["vocabulary"], int(text["output_sequence_length"]), text)
     for start in range(0, len(inputs), batch_size):
+        if inputs.kind == "columns":  # raw csv rows: the artefact takes the encoded row
+            yield np.asarray(inputs.encoded[start : start + batch_size], dtype=np.float32)
+            continue
         part = inputs.x[start : start + batch_size]
         if inputs.kind == "image_files":
             image = spec["image"]
