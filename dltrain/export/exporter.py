@@ -255,11 +255,13 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
     def keras_inputs(x: np.ndarray) -> Any:
         if not raw:
             return x
-        from dltrain.report.evaluate import raw_column_inputs
-
         import tensorflow as tf
 
-        return {k: tf.convert_to_tensor(v) for k, v in raw_column_inputs(x, state).items() if k in model.input}
+        from dltrain.report.evaluate import raw_column_inputs
+
+        return {
+            k: tf.convert_to_tensor(v) for k, v in raw_column_inputs(x, state).items() if k in model.input
+        }
 
     reference = _keras_predict(model, keras_inputs(x_test)) if raw else _keras_predict(model, x_test)
     # A raw-column csv model: the artefact is its body, which takes the encoded row (the lookups stay out: ONNX
