@@ -325,6 +325,12 @@ def test_images_with_augmentation_export_and_predict_files(tmp_path: Path, fashi
     for a, b in zip(ours, tf_rows, strict=True):  # same pixels at the trained size: same answers
         assert a["predicted"] == b["predicted"]
         assert float(a["probability"]) == pytest.approx(float(b["probability"]), abs=TOLERANCE)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    proc = run_cli("predict", "--model", str(folder), pngs[0], str(bad))
+    assert proc.returncode == 3 and f"{bad}: cannot be decoded" in proc.stderr
+    proc = run_cli("predict", "--model", str(folder), pngs[0], str(bad), "--skip-bad")
+    assert proc.returncode == 0 and len(_rows(proc.stdout)) == 1 and "1 skipped" in proc.stderr
 
 
 def _colours_csv(tmp: Path) -> Path:

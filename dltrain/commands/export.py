@@ -25,6 +25,11 @@ def run(run_dir: Path, fmt: str, quantize: str, output: Path | None, verbose: bo
         raise RunDirError(
             f"{run_dir / 'model.keras'}: no model in this run; train it with dltrain fit first."
         )
+    from dltrain.export.options import default_output
+
+    final = output if output is not None else default_output(run_dir, fmt, quantize)
+    if final.exists():
+        raise RunDirError(f"{final}: already exists; remove it or pass another --output.")
     setup_logging(verbose)
     from dltrain.export.exporter import export_run
 

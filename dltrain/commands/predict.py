@@ -38,13 +38,14 @@ def run(
     found = engine.read_inputs(info, inputs, labelled=labelled, skip_bad=skip_bad, column=column)
     for note in found.notes:
         warn(note)
-    if found.skipped:
-        warn(f"skipped {len(found.skipped)} unreadable file(s) (--skip-bad), first: {found.skipped[0]}")
     model = engine.load_model(info)
+    engine.check_model(model, info, found)  # before the output is opened: a refusal writes nothing
     spec = info.spec(top_k)
     with PredictionWriter(spec, output, fmt, labelled) as writer:
         engine.predict(model, info, found, spec, writer.write, batch_size)
     from dltrain.console import stderr
 
+    if found.skipped:  # named before TensorFlow started, or as the files streamed
+        warn(f"skipped {len(found.skipped)} unreadable file(s) (--skip-bad), first: {found.skipped[0]}")
     skipped = f" ({len(found.skipped)} skipped)" if found.skipped else ""
     stderr.print(writer.summary() + skipped, highlight=False, soft_wrap=True, markup=False)

@@ -64,14 +64,28 @@ def _model_inputs(splits: Splits, split: str, model: keras.Model) -> np.ndarray:
         from dltrain.data.pipeline import make_pipeline
 
         pipe = make_pipeline(splits, split, 256)
-        want = tuple(int(d) for d in model.inputs[0].shape[1:])
+        want = tuple(int(d) for d in body_of(model).inputs[0].shape[1:])
         return np.concatenate([b[0].numpy() for b in pipe.evaluation()]).reshape(-1, *want)
     if splits.input_kind == "text":
         return np.asarray([str(t) for t in x], dtype=object)
     return np.asarray(x, dtype=np.float32)
 
 
-def _keras_predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def body_of(model: keras.Model) -> keras.Model:
+    """The model behind a csv model.keras's raw-column front (its one nested Model), else ``model``."""
+    if not isinstance(model.input, dict):
+        return model
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ConfigError(
+            f"this csv model's layers are not the raw-column front and one body ({len(nested)} bodies)."
+        )
+    return nested[0]
+
+
+def _keras_predict(model: keras.Model, x: Any) -> np.ndarray:
+    if isinstance(x, dict):
+        return np.asarray(model.predict(x, batch_size=256, verbose=0))
     if x.dtype == object:
         import tensorflow as tf
 
@@ -86,7 +100,7 @@ def _score(task: str, outputs: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def _input_record(splits: Splits, cfg: Any, model: keras.Model, text: bool) -> dict[str, Any]:
-    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    shape = [int(d) for d in body_of(model).inputs[0].shape[1:]]
     record: dict[str, Any] = {"data_kind": cfg.data.kind, "shape": shape, "dtype": "float32"}
     if splits.input_kind == "image_files" or (
         cfg.data.kind in ("mnist", "fashion_mnist", "idx", "digits") and len(shape) >= 2
@@ -235,8 +249,24 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
     text = splits.input_kind == "text"
     x_test = _model_inputs(splits, "test", model)
     _, y_test = splits.get("test")
-    reference = _keras_predict(model, x_test)
-    twin = build_twin(model, text=text)
+    state = splits.state
+    raw = isinstance(model.input, dict)  # a csv model.keras taking the raw columns, one named input each
+
+    def keras_inputs(x: np.ndarray) -> Any:
+        if not raw:
+            return x
+        import tensorflow as tf
+
+        from dltrain.report.evaluate import raw_column_inputs
+
+        return {
+            k: tf.convert_to_tensor(v) for k, v in raw_column_inputs(x, state).items() if k in model.input
+        }
+
+    reference = _keras_predict(model, keras_inputs(x_test)) if raw else _keras_predict(model, x_test)
+    # A raw-column csv model: the artefact is its body, which takes the encoded row (the lookups stay out: ONNX
+    # cannot hold them); export.json keeps the encodings, applied by predict --model.
+    twin = build_twin(body_of(model), text=text)
     if text:
         feed = vectorize(model, x_test)
         vocabulary, settings = text_vocabulary(model)
@@ -287,7 +317,11 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
         verification["size_bytes"] = _size(artefact)
         verification["latency_ms_per_example"] = round(_latency_ms(run, feed), 4)
         verification["keras_latency_ms_per_example"] = round(
-            _latency_ms(lambda b: model(b, training=False), feed if not text else _tf_strings(x_test)), 4
+            _latency_ms(
+                lambda b: model(keras_inputs(b) if raw else b, training=False),
+                feed if not text else _tf_strings(x_test),
+            ),
+            4,
         )
         export = {
             "schema_version": SCHEMA_VERSION,

@@ -57,7 +57,11 @@ class RunInfo:
         image = self.state.get("image")
         if image:
             height, width = (int(v) for v in image["image_size"])
-            return height, width, int(image.get("channels", 1 if image.get("color_mode") == "grayscale" else 3))
+            return (
+                height,
+                width,
+                int(image.get("channels", 1 if image.get("color_mode") == "grayscale" else 3)),
+            )
         shape = self.input_shape or ()
         if len(shape) == 2:
             return shape[0], shape[1], 1
@@ -88,7 +92,9 @@ def open_run(run_dir: Path) -> RunInfo:
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise RunDirError(f"{state_file}: unreadable ({exc}); restore it from a copy of the run.") from None
+            raise RunDirError(
+                f"{state_file}: unreadable ({exc}); restore it from a copy of the run."
+            ) from None
     data = record.get("data") or {}
     task = str(state.get("task") or data.get("task") or "classification")
     class_names = list(state.get("class_names") or data.get("class_names") or [])
@@ -106,7 +112,9 @@ def open_run(run_dir: Path) -> RunInfo:
     if not (run_dir / "model.keras").is_file():
         status = record.get("status")
         hint = "the run has not finished" if status == "running" else f"the run's status is {status!r}"
-        raise RunDirError(f"{run_dir / 'model.keras'}: no model in this run ({hint}). Train it with dltrain fit.")
+        raise RunDirError(
+            f"{run_dir / 'model.keras'}: no model in this run ({hint}). Train it with dltrain fit."
+        )
     return RunInfo(run_dir, kind, task, class_names, target_names, state, cfg.data, record)
 
 
@@ -137,7 +145,9 @@ def read_inputs(
         )
     if kind == "timeseries_csv":
         if labelled:
-            raise ConfigError("--labelled is for classes and table rows; a forecast has no label to compare yet.")
+            raise ConfigError(
+                "--labelled is for classes and table rows; a forecast has no label to compare yet."
+            )
         return readers.series_inputs(items, info.state, info.data_cfg.delimiter)
     if kind == "text_folder":
         encoding = (info.state.get("text") or {}).get("encoding", "utf-8")
@@ -153,12 +163,26 @@ def load_model(info: RunInfo) -> Any:
 
 
 def check_model(model: Any, info: RunInfo, inputs: readers.Inputs) -> None:
-    """The inputs have the shape the model takes, and its outputs are what the run recorded (exit 3)."""
+    """The inputs have the shape (or columns) the model takes, and its outputs are what the run recorded."""
+    if isinstance(model.input, dict):  # a csv model taking the raw columns, one named input each
+        missing = sorted(set(model.input) - set(inputs.x if inputs.kind == "columns" else ()))
+        if inputs.kind != "columns" or missing:
+            raise DataError(
+                f"the model takes the columns {', '.join(sorted(model.input))}; missing: {missing}."
+            )
+        _check_outputs(model, info)
+        return
+    if inputs.kind == "columns":  # a csv model from before model.keras took raw columns: the encoded rows
+        inputs.kind, inputs.x = "array", inputs.encoded
     want = tuple(model.inputs[0].shape[1:])
     if inputs.kind == "array":
         got = tuple(inputs.x.shape[1:])
         if got != want:
             raise DataError(f"the inputs have shape {got} but the model takes {want}.")
+    _check_outputs(model, info)
+
+
+def _check_outputs(model: Any, info: RunInfo) -> None:
     n_out = int(model.outputs[0].shape[-1])
     expected = len(info.class_names) if info.task != "regression" else None
     if expected is not None and n_out != expected:
@@ -168,17 +192,39 @@ def check_model(model: Any, info: RunInfo, inputs: readers.Inputs) -> None:
         )
 
 
-def _batches(model: Any, info: RunInfo, inputs: readers.Inputs, batch_size: int) -> Iterator[Any]:
+def _batches(
+    model: Any, info: RunInfo, inputs: readers.Inputs, batch_size: int
+) -> Iterator[tuple[list[str], Any, list[Any] | None]]:
+    """(ids, model inputs, labels or None) per batch."""
+
+    def labels(start: int, stop: int) -> list[Any] | None:
+        return inputs.truths[start:stop] if inputs.truths is not None else None
+
+    if inputs.kind == "columns":
+        import tensorflow as tf
+
+        for start in range(0, len(inputs), batch_size):
+            part = {k: v[start : start + batch_size] for k, v in inputs.x.items() if k in model.input}
+            x = {k: tf.constant(v) if v.dtype == object else v for k, v in part.items()}
+            yield inputs.ids[start : start + batch_size], x, labels(start, start + batch_size)
+        return
     if inputs.kind != "image_files":
         for start in range(0, len(inputs), batch_size):
-            yield inputs.x[start : start + batch_size]
+            yield (
+                inputs.ids[start : start + batch_size],
+                inputs.x[start : start + batch_size],
+                labels(start, start + batch_size),
+            )
+        return
+    want = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if inputs.decode_checks:
+        yield from _png_batches(info, inputs, want, batch_size)
         return
     import tensorflow as tf
 
     from dltrain.data.pipeline.images import decode_image
 
     height, width, channels = info.image_shape()
-    want = tuple(int(d) for d in model.inputs[0].shape[1:])
 
     def load(path: tf.Tensor) -> tf.Tensor:
         pixels = decode_image(tf.io.read_file(path), height, width, channels)
@@ -186,7 +232,68 @@ def _batches(model: Any, info: RunInfo, inputs: readers.Inputs, batch_size: int)
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(inputs.x), dtype=tf.string))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
-    yield from ds.prefetch(tf.data.AUTOTUNE)
+    start = 0
+    for x in ds.prefetch(tf.data.AUTOTUNE):
+        stop = start + int(x.shape[0])
+        yield inputs.ids[start:stop], x, labels(start, stop)
+        start = stop
+
+
+def _png_batches(
+    info: RunInfo, inputs: readers.Inputs, want: tuple[int, ...], batch_size: int
+) -> Iterator[tuple[list[str], Any, list[Any] | None]]:
+    """PNG files decoded once each as they stream. Where Pillow's pixels are exactly TensorFlow's (a PNG already of
+    the run's size and colour mode: 8-bit grey for grayscale, 8-bit RGB for rgb; PNG is lossless) Pillow decodes it;
+    any other file goes through the training decoder (resize, colour conversion) after TensorFlow's own checks.
+    A file that does not decode is named (exit 3), or skipped and counted with ``--skip-bad``."""
+    from PIL import Image
+
+    from dltrain.data.images import check_image
+
+    height, width, channels = info.image_shape()
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    ids: list[str] = []
+    pixels: list[np.ndarray] = []
+    truths: list[Any] = []
+    for k, path in enumerate(inputs.ids):
+        try:
+            with Image.open(path) as image:
+                same = image.format == "PNG" and image.mode == mode and image.size == (width, height)
+                array = np.asarray(image, dtype=np.uint8) if same else None
+            problem = None if array is not None else check_image(path)
+        except (OSError, SyntaxError, ValueError) as exc:
+            problem = f"cannot be decoded ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            if not inputs.skip_bad:
+                raise DataError(
+                    f"{path}: {problem}. Remove or replace the file, or pass --skip-bad to skip it."
+                )
+            inputs.skipped.append(f"{path}: {problem}")
+            continue
+        if array is None:
+            array = _tf_decode(path, height, width, channels)
+        ids.append(path)
+        pixels.append(array)
+        if inputs.truths is not None:
+            truths.append(inputs.truths[k])
+        if len(ids) == batch_size:
+            yield (
+                ids,
+                np.stack(pixels).astype(np.float32).reshape((-1, *want)),
+                truths if inputs.truths else None,
+            )
+            ids, pixels, truths = [], [], []
+    if ids:
+        yield ids, np.stack(pixels).astype(np.float32).reshape((-1, *want)), truths if inputs.truths else None
+
+
+def _tf_decode(path: str, height: int, width: int, channels: int) -> np.ndarray:
+    """One file through the training decoder (``decode_image``: colour conversion, antialiased bilinear resize)."""
+    import tensorflow as tf
+
+    from dltrain.data.pipeline.images import decode_image
+
+    return decode_image(tf.io.read_file(path), height, width, channels).numpy().astype(np.uint8)
 
 
 def predict(
@@ -205,17 +312,17 @@ def predict(
     bar = _Progress(len(inputs)) if progress else None
     done = 0
     try:
-        for batch in _batches(model, info, inputs, batch_size):
+        for ids, batch, truths in _batches(model, info, inputs, batch_size):
             out = np.asarray(model.predict_on_batch(batch))
-            n = len(out)
-            truths = inputs.truths[done : done + n] if inputs.truths is not None else None
-            sink(rows(spec, inputs.ids[done : done + n], out, truths))
-            done += n
+            sink(rows(spec, ids, out, truths))
+            done += len(ids)
             if bar is not None:
-                bar.update(done)
+                bar.update(done + len(inputs.skipped))
     finally:
         if bar is not None:
             bar.close()
+    if done == 0:
+        raise DataError(f"every one of the {len(inputs)} inputs is unreadable ({inputs.skipped[0]}).")
     return done
 
 

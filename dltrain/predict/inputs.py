@@ -29,7 +29,7 @@ TEXT_EXTENSIONS = (".txt",)
 
 @dataclass
 class Inputs:
-    """Examples ready for the model: ``kind`` "image_files" (paths), "array" or "text" (strings)."""
+    """Examples ready for the model: ``kind`` "image_files" (paths), "array", "text" (strings) or "columns" (csv)."""
 
     kind: str
     ids: list[str]
@@ -37,6 +37,12 @@ class Inputs:
     truths: list[Any] | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    encoded: np.ndarray | None = None
+    decode_checks: bool = False
+    """image_files: every file is PNG, decoded and checked as it streams (not before), bad ones named or skipped."""
+    skip_bad: bool = False
+    """kind "columns" (csv): ``x`` holds the raw columns (name -> (n, 1)); this, the rows encoded as fit encoded
+    them, for models from before model.keras took raw columns."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,14 +70,18 @@ def expand(inputs: Sequence[str | os.PathLike[str]], extensions: Sequence[str], 
                 if name.lower().endswith(lowered) and not name.startswith(".")
             )
             if not inside:
-                raise DataError(f"{text}: folder holds no {what} ({', '.join(extensions)}); give another folder.")
+                raise DataError(
+                    f"{text}: folder holds no {what} ({', '.join(extensions)}); give another folder."
+                )
             found.extend(inside)
         elif os.path.isfile(text):
             found.append(text)
         elif _has_magic(text):
             matched = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
             if not matched:
-                raise DataError(f"{text}: the pattern matches no file; check it (quote it so the shell keeps it).")
+                raise DataError(
+                    f"{text}: the pattern matches no file; check it (quote it so the shell keeps it)."
+                )
             found.extend(matched)
         else:
             raise DataError(f"{text}: no such file or folder.")
@@ -90,13 +100,18 @@ def _label_from_folder(path: str, class_names: list[str]) -> str:
     return label
 
 
-def image_inputs(
-    inputs: Sequence[str], class_names: list[str], labelled: bool, skip_bad: bool
-) -> Inputs:
+def image_inputs(inputs: Sequence[str], class_names: list[str], labelled: bool, skip_bad: bool) -> Inputs:
     """Image files, each checked as the training data was (what TensorFlow's decoder refuses is named)."""
     from dltrain.data.images import IMAGE_EXTENSIONS, check_image
 
     paths = expand(inputs, IMAGE_EXTENSIONS, "images")
+    if all(p.lower().endswith(".png") for p in paths):
+        # PNG is lossless: the stream decodes each file once (Pillow where its pixels are TensorFlow's, else the
+        # training decoder) and names or skips a bad one there, instead of a decode here and another there.
+        truths = [_label_from_folder(p, class_names) for p in paths] if labelled else None
+        found = Inputs("image_files", paths, np.asarray(paths, dtype=object), truths, skip_bad=skip_bad)
+        found.decode_checks = True
+        return found
     good: list[str] = []
     skipped: list[str] = []
     for path in paths:
@@ -163,21 +178,29 @@ def array_inputs(
                 raise DataError(f"{path}: --labelled needs labels (a `y` array beside `x` in an .npz).")
             if len(y) != len(x):
                 raise DataError(f"{path}: {len(x)} examples but {len(y)} labels.")
-            truths.extend(class_names[int(v)] if class_names else float(v) for v in np.asarray(y).reshape(len(y)))
+            truths.extend(
+                class_names[int(v)] if class_names else float(v) for v in np.asarray(y).reshape(len(y))
+            )
         xs.append(x)
         ids.extend(f"{path}#{i}" for i in range(len(x)))
     return Inputs("array", ids, np.concatenate(xs), truths if labelled else None)
 
 
 def image_or_array_inputs(
-    inputs: Sequence[str], input_shape: tuple[int, ...], class_names: list[str], labelled: bool, skip_bad: bool
+    inputs: Sequence[str],
+    input_shape: tuple[int, ...],
+    class_names: list[str],
+    labelled: bool,
+    skip_bad: bool,
 ) -> Inputs:
     """mnist / fashion_mnist / idx runs take their arrays, or image files (8-bit greyscale, as the arrays)."""
     from dltrain.data.images import IMAGE_EXTENSIONS
 
     def is_image(item: str) -> bool:
-        return item.lower().endswith(IMAGE_EXTENSIONS) or os.path.isdir(item) and not any(
-            n.lower().endswith(ARRAY_EXTENSIONS) for _, _, names in os.walk(item) for n in names
+        return (
+            item.lower().endswith(IMAGE_EXTENSIONS)
+            or os.path.isdir(item)
+            and not any(n.lower().endswith(ARRAY_EXTENSIONS) for _, _, names in os.walk(item) for n in names)
         )
 
     if inputs and all(is_image(str(i)) for i in inputs):
@@ -189,7 +212,12 @@ def image_or_array_inputs(
 
 
 def csv_inputs(
-    inputs: Sequence[str], state: dict[str, Any], delimiter: str, task: str, class_names: list[str], labelled: bool
+    inputs: Sequence[str],
+    state: dict[str, Any],
+    delimiter: str,
+    task: str,
+    class_names: list[str],
+    labelled: bool,
 ) -> Inputs:
     """Raw CSV rows with the training feature columns, encoded with what fit learned (data/state.json).
 
@@ -211,6 +239,7 @@ def csv_inputs(
         str(state.get("categorical_encoding", "one_hot")),
     )
     xs: list[np.ndarray] = []
+    raw: dict[str, list[np.ndarray]] = {}
     ids: list[str] = []
     truths: list[Any] = []
     notes: list[str] = []
@@ -233,8 +262,15 @@ def csv_inputs(
                     f"{'all zeros' if encoder.encoding == 'one_hot' else 'code 0'}, as in training"
                 )
         rows = np.arange(len(table.rows))
-        x, _ = encoder.encode(_Part(table, rows), "predict")
+        x, _ = encoder.encode(_Part(table, rows), "predict")  # every numeric cell checked here, located
         xs.append(x)
+        for name in numeric:
+            raw.setdefault(name, []).append(x[:, numeric.index(name)])
+        for name in categorical:
+            col = table.header.index(name)
+            raw.setdefault(name, []).append(
+                np.asarray([row[col].strip() for row in table.rows], dtype=object)
+            )
         ids.extend(f"{path}:{line}" for line in table.lines)
         if labelled:
             if label not in table.header:
@@ -251,7 +287,9 @@ def csv_inputs(
                             f"({', '.join(class_names)})."
                         )
                     truths.append(cell)
-    return Inputs("array", ids, np.concatenate(xs).astype(np.float32), truths if labelled else None, notes=notes)
+    columns_x = {name: np.concatenate(parts)[:, None] for name, parts in raw.items()}
+    encoded = np.concatenate(xs).astype(np.float32)
+    return Inputs("columns", ids, columns_x, truths if labelled else None, notes=notes, encoded=encoded)
 
 
 def series_inputs(inputs: Sequence[str], state: dict[str, Any], delimiter: str) -> Inputs:

@@ -41,7 +41,11 @@ class OutputSpec:
 
     def columns(self, labelled: bool) -> list[str]:
         if self.task == "regression":
-            values = ["predicted"] if len(self.target_names) <= 1 else [f"predicted_{n}" for n in self.target_names]
+            values = (
+                ["predicted"]
+                if len(self.target_names) <= 1
+                else [f"predicted_{n}" for n in self.target_names]
+            )
             truth = [] if not labelled else (["true"] if len(self.target_names) <= 1 else [])
             return ["id", *values, *truth]
         extra = [c for i in range(2, self.k + 1) for c in (f"top{i}", f"top{i}_probability")]
@@ -105,7 +109,9 @@ def check_output(output: Path | None, fmt: str) -> None:
     if output is None:
         return
     if output.is_dir():
-        raise RunDirError(f"--output {output}: is a folder; give a file name, e.g. {output / 'predictions.csv'}.")
+        raise RunDirError(
+            f"--output {output}: is a folder; give a file name, e.g. {output / 'predictions.csv'}."
+        )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise RunDirError(f"--output {output}: folder {parent} does not exist; create it first.")
@@ -120,7 +126,9 @@ class PredictionWriter:
     interrupted prediction never leaves a partial file under the final name (nor replaces an older one).
     """
 
-    def __init__(self, spec: OutputSpec, output: Path | None, fmt: str = "csv", labelled: bool = False) -> None:
+    def __init__(
+        self, spec: OutputSpec, output: Path | None, fmt: str = "csv", labelled: bool = False
+    ) -> None:
         check_output(output, fmt)
         self.spec, self.output, self.fmt, self.labelled = spec, output, fmt, labelled
         self.count = 0
@@ -209,7 +217,9 @@ def to_text(spec: OutputSpec, batch: list[dict[str, Any]], fmt: str = "csv", lab
     buf = io.StringIO()
     if fmt == "json":
         return json.dumps(batch, indent=1)
-    writer = csv.DictWriter(buf, fieldnames=spec.columns(labelled), lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(
+        buf, fieldnames=spec.columns(labelled), lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     for row in batch:
         writer.writerow(_flat(spec, row))

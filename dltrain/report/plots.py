@@ -199,6 +199,7 @@ def plot_top_losses(
     probs: ArrayLike,
     path: str | os.PathLike[str],
     ncols: int = 4,
+    title: str = "prediction / actual / loss / probability",
 ) -> None:
     """A grid of the worst-predicted images, titled ``pred/true/loss/prob`` like fast.ai's plot_top_losses.
 
@@ -211,6 +212,7 @@ def plot_top_losses(
             (fastai v2 shows the predicted class's, v1 showed the true class's).
         path: Where the PNG goes.
         ncols: Tiles per row.
+        title: The figure's title (the interpretation grids reuse this plot).
 
     Raises:
         ValueError: on inconsistent lengths, a bad image shape or ``ncols < 1``.
@@ -236,7 +238,7 @@ def plot_top_losses(
     nrows = max(1, math.ceil(n / cols))
     fig = _figure(figsize=(2.6 * cols, 2.9 * nrows + 0.4), layout="tight")
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
-    fig.suptitle("prediction / actual / loss / probability")
+    fig.suptitle(title)
     for k, ax in enumerate(axes):
         ax.set_axis_off()
         if k >= n:

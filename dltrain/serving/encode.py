@@ -37,16 +37,6 @@ def load_image(path: str, height: int, width: int, channels: int) -> np.ndarray:
     return pixels.reshape(height, width, channels)
 
 
-def load_images(
-    paths: Sequence[str], shape: Sequence[int], height: int, width: int, channels: int
-) -> np.ndarray:
-    """A batch of image files in the artefact's input ``shape`` (e.g. (8, 8) for a model of 2-D images)."""
-    out = np.empty((len(paths), *shape), dtype=np.float32)
-    for i, path in enumerate(paths):
-        out[i] = load_image(path, height, width, channels).reshape(shape)
-    return out
-
-
 class Vectorizer:
     """Texts -> token ids, as the model's ``TextVectorization`` layer computes them."""
 

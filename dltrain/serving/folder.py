@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.errors import ConfigError, RunDirError
-from dltrain.serving.encode import Vectorizer, load_images
+from dltrain.errors import ConfigError, DataError, RunDirError
+from dltrain.serving.encode import Vectorizer, load_image
 from dltrain.serving.runtime import Artefact
 
 SERVABLE = ("onnx", "litert")
@@ -77,8 +77,30 @@ def open_export(path: Path) -> ExportFolder:
     return ExportFolder(path, record)
 
 
+def _images(folder: ExportFolder, inputs: Any, paths: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """The decodable images of ``paths`` (their positions, their pixels); a bad one is named (exit 3), or skipped
+    and counted with ``--skip-bad``."""
+    spec = folder.record["input"]
+    image = spec["image"]
+    shape = tuple(int(d) for d in spec["shape"])
+    keep: list[int] = []
+    pixels: list[np.ndarray] = []
+    for k, path in enumerate(paths):
+        try:
+            pixels.append(load_image(path, image["height"], image["width"], image["channels"]).reshape(shape))
+            keep.append(k)
+        except (OSError, SyntaxError, ValueError) as exc:
+            problem = f"cannot be decoded ({type(exc).__name__}: {exc})"
+            if not getattr(inputs, "skip_bad", False):
+                raise DataError(
+                    f"{path}: {problem}. Remove or replace the file, or pass --skip-bad to skip it."
+                ) from None
+            inputs.skipped.append(f"{path}: {problem}")
+    return keep, np.stack(pixels) if pixels else np.zeros((0, *shape), np.float32)
+
+
 def batches(folder: ExportFolder, inputs: Any, batch_size: int) -> Any:
-    """The artefact's input arrays, batch by batch, from what ``dltrain.predict.inputs`` read."""
+    """(ids, the artefact's input array, labels or None) per batch, from what ``dltrain.predict.inputs`` read."""
     spec = folder.record["input"]
     shape = tuple(int(d) for d in spec["shape"])
     vectorizer = None
@@ -86,19 +108,27 @@ def batches(folder: ExportFolder, inputs: Any, batch_size: int) -> Any:
         text = spec["text"]
         vectorizer = Vectorizer(text["vocabulary"], int(text["output_sequence_length"]), text)
     for start in range(0, len(inputs), batch_size):
-        part = inputs.x[start : start + batch_size]
+        stop = start + batch_size
+        ids = list(inputs.ids[start:stop])
+        truths = list(inputs.truths[start:stop]) if inputs.truths is not None else None
+        if inputs.kind == "columns":  # raw csv rows: the artefact takes the encoded row
+            yield ids, np.asarray(inputs.encoded[start:stop], dtype=np.float32), truths
+            continue
+        part = inputs.x[start:stop]
         if inputs.kind == "image_files":
-            image = spec["image"]
-            yield load_images(list(part), shape, image["height"], image["width"], image["channels"])
+            keep, batch = _images(folder, inputs, [str(p) for p in part])
+            if not keep:
+                continue
+            yield [ids[k] for k in keep], batch, [truths[k] for k in keep] if truths is not None else None
         elif vectorizer is not None:
-            yield vectorizer([str(t) for t in part])
+            yield ids, vectorizer([str(t) for t in part]), truths
         else:
             batch = np.asarray(part, dtype=np.float32)
             if tuple(batch.shape[1:]) != shape:
-                raise ConfigError(
+                raise DataError(
                     f"the inputs have shape {tuple(batch.shape[1:])} but the export takes {shape}."
                 )
-            yield batch
+            yield ids, batch, truths
 
 
 def predict(
@@ -113,10 +143,7 @@ def predict(
 
     artefact = folder.artefact()
     done = 0
-    for batch in batches(folder, inputs, batch_size):
-        out = artefact.run(batch)
-        n = len(out)
-        truths: Sequence[Any] | None = inputs.truths[done : done + n] if inputs.truths is not None else None
-        sink(rows(spec, inputs.ids[done : done + n], out, truths))
-        done += n
+    for ids, batch, truths in batches(folder, inputs, batch_size):
+        sink(rows(spec, ids, artefact.run(batch), truths))
+        done += len(ids)
     return done

@@ -387,6 +387,10 @@ def export_best(loop: TrainingLoop) -> dict[str, Any]:
         epoch = best_epoch
     splits = loop.step.splits
     model = with_outputs(loop.step.model, splits.task, splits.target_mean, splits.target_std)
+    if splits.state.get("model_inputs") == "raw columns":  # csv: one named input per raw column
+        from dltrain.models.tabular import raw_columns
+
+        model = raw_columns(model, splits.state)
     path = save_model_atomic(model, loop.run_dir / "model.keras")
     return {"file": path.name, "epoch": epoch, "source": source, "sha256": file_sha256(path)}
 
