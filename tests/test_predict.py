@@ -120,6 +120,55 @@ def test_bad_images_named_or_skipped_and_no_partial_output(images_run: Path, tmp
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".pred.csv")]
 
 
+def test_resized_colour_and_jpeg_images_go_through_the_training_decoder(
+    images_run: Path, tmp_path: Path
+) -> None:
+    """Images of another size or colour mode, and JPEGs, are converted and resized as in training: compared with
+    keras on pixels the test converts itself (TensorFlow's image ops, as the training pipeline documents)."""
+    import tensorflow as tf
+
+    files = sorted(FASHION3.rglob("*.png"))[::9]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    expected = []
+    for i, path in enumerate(files):
+        grey = _png(path)
+        if i % 3 == 0:  # bigger: resized down (antialiased bilinear, rounded)
+            big = Image.fromarray(grey).resize((40, 40), Image.NEAREST)
+            big.save(folder / f"{i}.png")
+            pixels = tf.image.resize(
+                np.asarray(big)[..., None].astype(np.float32), (28, 28), "bilinear", antialias=True
+            )
+            expected.append(np.clip(np.round(pixels.numpy()), 0, 255))
+        elif i % 3 == 1:  # colour: converted to grey as training converts a colour PNG (libpng's rule)
+            rgb = np.stack([grey, grey // 2, grey // 3], axis=-1).astype(np.uint8)
+            Image.fromarray(rgb).save(folder / f"{i}.png")
+            raw = tf.io.read_file(str(folder / f"{i}.png"))
+            expected.append(tf.io.decode_png(raw, channels=1).numpy().astype(np.float32))
+        else:
+            Image.fromarray(grey).save(folder / f"{i}.png")
+            expected.append(grey[..., None].astype(np.float32))
+    proc = run_dltrain("predict", str(images_run), str(folder), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = {r["id"]: r for r in json.loads(proc.stdout)}
+    probs = _keras_predict(images_run, np.stack(expected))
+    for i, p in enumerate(probs):
+        assert got[str(folder / f"{i}.png")]["probability"] == pytest.approx(p.max(), abs=2e-6)
+    jpegs = tmp_path / "jpegs"
+    jpegs.mkdir()
+    for i, path in enumerate(files[:6]):
+        Image.fromarray(_png(path)).save(jpegs / f"{i}.jpg", quality=90)
+    proc = run_dltrain("predict", str(images_run), str(jpegs), "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    decoded = [
+        tf.io.decode_jpeg(tf.io.read_file(str(jpegs / f"{i}.jpg")), channels=1).numpy() for i in range(6)
+    ]
+    probs = _keras_predict(images_run, np.stack(decoded).astype(np.float32))
+    assert [r["id"] for r in got] == [str(jpegs / f"{i}.jpg") for i in range(6)]
+    assert [r["probability"] for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "says"),
     [
@@ -206,6 +255,11 @@ def test_csv_raw_rows_match_keras_and_bad_cells_are_located(tmp_path: Path) -> N
     assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
     assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)
     assert "true" not in got[0]  # the label column was ignored
+    proc = run_dltrain("predict", str(run), str(COLORS), "--labelled")
+    labelled = _read_csv(proc.stdout)
+    assert [r["true"] for r in labelled] == [r["name"] for r in raw]
+    hits = sum(r["true"] == r["predicted"] for r in labelled)
+    assert f"accuracy {hits / len(raw):.4f} against the labels ({hits}/{len(raw)})" in proc.stderr
     # a word in a numeric column, and a missing feature column: exit 3 with file, line (and column)
     bad = tmp_path / "bad.csv"
     bad.write_text("r,g,b\n10,20,30\n10,twenty,30\n")
@@ -447,3 +501,86 @@ def test_text_and_series_runs_predict(tmp_path: Path) -> None:
     short.write_text("\n".join([lines[0], *lines[-5:]]) + "\n")
     proc = run_dltrain("predict", str(sun), str(short))
     assert proc.returncode == 3 and "needs the last 11 rows" in proc.stderr
+
+
+def test_predicts_modules_and_load_run_import_no_tensorflow(tmp_path: Path) -> None:
+    """The light part (finding inputs, writing rows, the run's record, load_run) never imports TensorFlow, so a
+    bad input is refused in milliseconds and the TF-free predictor can reuse the output writer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dltrain\n"
+        "import dltrain.predict.output, dltrain.predict.inputs, dltrain.predict.engine, dltrain.commands.predict\n"
+        f"run = dltrain.load_run({str(LEGACY / 'runs' / 'digits')!r})\n"
+        "assert run.classes[:2] == ['0', '1'], run.classes\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_legacy_table_run_without_its_encoding_is_refused_saying_why(tmp_path: Path) -> None:
+    run = _copy_run(tmp_path, "colors")
+    state = json.loads((run / "data" / "state.json").read_text())
+    del state["columns"]
+    (run / "data" / "state.json").write_text(json.dumps(state))
+    proc = run_dltrain("predict", str(run), str(COLORS))
+    assert proc.returncode == 5 and "predates the record of how rows are encoded" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_a_fresh_image_run_predicts_its_unlabelled_test_folder(tmp_path: Path) -> None:
+    """fast.ai's lesson-1 layout from real Fashion-MNIST PNGs: train/<class>/ and an unlabelled test1/; the run
+    resizes 28x28 to 20x20, and predict's rows match keras on pixels the test resizes itself."""
+    import tensorflow as tf
+    import yaml
+
+    from dltrain.data.builtin import DEBIAN_FASHION_DIR
+    from dltrain.data.formats import read_idx_folder
+    from dltrain.data.images import write_image_folder
+
+    arrays = read_idx_folder(DEBIAN_FASHION_DIR) if DEBIAN_FASHION_DIR.is_dir() else None
+    if arrays is None:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    keep = np.flatnonzero(np.isin(arrays["y_train"], [0, 1, 7]))[:150]
+    write_image_folder(tmp_path / "data" / "train", arrays["x_train"][keep], arrays["y_train"][keep],
+                       [str(c) for c in range(10)])  # fmt: skip
+    test1 = tmp_path / "data" / "test1"
+    test1.mkdir()
+    for i, pixels in enumerate(arrays["x_test"][:25]):
+        Image.fromarray(pixels).save(test1 / f"{i + 1}.png")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fresh",
+                "seed": 1,
+                "data": {
+                    "kind": "image_folder",
+                    "path": str(tmp_path / "data" / "train"),
+                    "image_size": [20, 20],
+                    "color_mode": "grayscale",
+                    "batch_size": 32,
+                },
+                "model": {"kind": "cnn", "filters": [8], "dense": []},
+                "train": {"epochs": 1},
+            }  # fmt: skip
+        )
+    )
+    proc = run_dltrain("fit", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    out = tmp_path / "submission.csv"
+    proc = run_dltrain("predict", str(run), str(test1), "--top-k", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = _read_csv(out.read_text())
+    assert sorted(r["id"] for r in got) == sorted(str(p) for p in test1.iterdir())  # one row per file
+    pixels = np.stack([_png(Path(r["id"])) for r in got])[..., None].astype(np.float32)
+    resized = np.clip(np.round(tf.image.resize(pixels, (20, 20), "bilinear", antialias=True).numpy()), 0, 255)
+    probs = _keras_predict(run, resized)
+    classes = ["0", "1", "7"]
+    assert [r["predicted"] for r in got] == [classes[i] for i in probs.argmax(axis=1)]
+    assert [float(r["probability"]) for r in got] == pytest.approx(probs.max(axis=1).tolist(), abs=2e-6)

@@ -65,7 +65,7 @@ def raw_columns(model: keras.Model, state: dict[str, Any]) -> keras.Model:
     one_hot = state.get("categorical_encoding", "one_hot") == "one_hot"
     inputs: dict[str, keras.KerasTensor] = {}
     parts = []
-    for j, name in enumerate(numeric):
+    for name in numeric:
         inputs[name] = keras.Input(shape=(1,), dtype="float32", name=name)
         parts.append(inputs[name])
     for j, name in enumerate(categorical):

@@ -273,18 +273,22 @@ def _png_batches(
         if array is None:
             array = _tf_decode(path, height, width, channels)
         ids.append(path)
-        pixels.append(array)
+        pixels.append(array.reshape(height, width, channels))
         if inputs.truths is not None:
             truths.append(inputs.truths[k])
         if len(ids) == batch_size:
             yield (
                 ids,
                 np.stack(pixels).astype(np.float32).reshape((-1, *want)),
-                truths if inputs.truths else None,
+                truths if inputs.truths is not None else None,
             )
             ids, pixels, truths = [], [], []
     if ids:
-        yield ids, np.stack(pixels).astype(np.float32).reshape((-1, *want)), truths if inputs.truths else None
+        yield (
+            ids,
+            np.stack(pixels).astype(np.float32).reshape((-1, *want)),
+            truths if inputs.truths is not None else None,
+        )
 
 
 def _tf_decode(path: str, height: int, width: int, channels: int) -> np.ndarray:

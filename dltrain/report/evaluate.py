@@ -326,7 +326,7 @@ def _interpretation(
     pred = probs.argmax(axis=1)
     columns = ["index", "item", "true", "predicted", "probability", "true_probability", "loss"]
     for view, idx in interpret.select(probs, y, top_k).items():
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "index": int(i),
                 "item": _item(splits, split, int(i)),
