@@ -47,6 +47,7 @@ from dltrain.train.events import Handler
 from dltrain.train.handlers import standard_handlers
 from dltrain.train.handlers.callbacks import load_callbacks
 from dltrain.train.handlers.lock_guard import LockGuard
+from dltrain.train.handlers.tracking import Tracking
 from dltrain.train.loop import FitResult, Phase, TrainingLoop, metric_columns
 from dltrain.train.lr_sweep import run_lr_find
 from dltrain.train.optimizers import TableSchedule, lr_table
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may differ between a run's config and the one given to --resume; anything else changes what
 # the checkpoint means and is refused. Callbacks run beside the training and keep no checkpointed state.
-SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks")
+SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks", "tracking", "sweep")
 
 
 @dataclass
@@ -320,6 +321,8 @@ def _train(
             handlers.insert(1, faults.FaultHandler(active_faults, runtime.workers))
         if lock is not None:
             handlers.insert(0, LockGuard(lock))
+        if cfg.tracking is not None:
+            handlers.append(Tracking(cfg, run_dir, resume))
         handlers.extend(prepared.callbacks)
         loop = TrainingLoop(cfg, step, run_dir, phases(cfg), handlers, lr_values)
         record.update(
@@ -353,6 +356,8 @@ def _train(
         plots.plot_learning_curves(
             read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
         )
+        for handler in handlers:
+            handler.on_exported(loop, run_dir)
     best_row = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     record.update(
         epochs_run=result.epochs_run,
