@@ -304,6 +304,11 @@ class _OptimizerBase(_Strict):
     clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="Clip the global gradient norm."
     )
+    backbone_lr_factor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0,
+        description="Transfer learning: the backbone's learning rate is this times the head's (a discriminative "
+        "rate, e.g. 0.1); the backbone has its own optimizer and state.",
+    )
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none",
         description="Scale learning_rate by the number of replicas (linear) or its square root (sqrt): "

@@ -19,7 +19,8 @@ from dltrain.config import Config
 from dltrain.data import Splits
 from dltrain.data.pipeline import Pipeline, make_pipeline
 from dltrain.models import build_model
-from dltrain.train.optimizers import build_optimizer
+from dltrain.models.transfer import backbone_layers, leaf_layers
+from dltrain.train.optimizers import TableSchedule, build_optimizer
 from dltrain.train.runtime import Runtime
 
 _SUM = tf.distribute.ReduceOp.SUM
@@ -95,6 +96,11 @@ def prepare_stem(splits: Splits) -> dict[str, Any]:
     return stem
 
 
+def fine_tunes(cfg: Config) -> bool:
+    """Whether the fit trains head and backbone as separate groups (frozen first, or at different rates)."""
+    return cfg.train.freeze_epochs > 0 or cfg.optimizer.backbone_lr_factor != 1.0
+
+
 class TrainStep:
     """A model, its optimizer group(s), the input pipelines and the compiled train / eval chunks."""
 
@@ -122,15 +128,55 @@ class TrainStep:
                 scale=splits.scale,
                 stem=self.stem,
             )
+            self.backbone = backbone_layers(self.model) if fine_tunes(cfg) else []
             optimizer = build_optimizer(cfg.optimizer, learning_rate, precision=runtime.precision)
-            optimizer.build(self.model.trainable_variables)
-        self.groups = [OptimizerGroup("all", optimizer, list(self.model.trainable_variables))]
+            if self.backbone:
+                self.groups = self._transfer_groups(optimizer, learning_rate)
+                self.all_groups = list(self.groups)
+            else:
+                optimizer.build(self.model.trainable_variables)
+                self.groups = [OptimizerGroup("all", optimizer, list(self.model.trainable_variables))]
         self.train_data = make_pipeline(splits, "train", self.global_batch)
         self.val_data = (
             make_pipeline(splits, "validation", self.global_batch) if splits.x_val is not None else None
         )
         self._train_chunk = self._make_train_chunk()
         self._eval_chunk = self._make_eval_chunk()
+
+    def _transfer_groups(self, head: keras.optimizers.Optimizer, learning_rate: Any) -> list[OptimizerGroup]:
+        """Head and backbone, each with its own optimizer (Keras 3 has no multi-optimizer, and scaling
+        gradients does nothing to Adam's step): the backbone's rate is ``optimizer.backbone_lr_factor`` times
+        the head's (its own schedule table), and its state (moments, step count) starts fresh, so Adam's bias
+        correction counts the backbone's own steps from its first one after unfreezing."""
+        factor = self.cfg.optimizer.backbone_lr_factor
+        if isinstance(learning_rate, TableSchedule):
+            self.backbone_lr: Any = TableSchedule([1.0])  # its table is set with the head's (train.fit)
+        else:
+            self.backbone_lr = float(learning_rate) * factor
+        backbone_opt = build_optimizer(self.cfg.optimizer, self.backbone_lr, precision=self.runtime.precision)
+        mine = {id(v) for layer in self.backbone for v in layer.trainable_variables}
+        self.backbone_variables = [v for v in self.model.trainable_variables if id(v) in mine]
+        self.head_variables = [v for v in self.model.trainable_variables if id(v) not in mine]
+        self.backbone_bn_variables = [
+            v
+            for layer in leaf_layers(self.backbone)
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for v in layer.trainable_variables
+        ]
+        # The head's optimizer also knows the backbone's batch-norm scale/offset: with
+        # train.frozen_batch_norm: train they are trained with the head while the backbone is frozen.
+        head.build(self.head_variables + self.backbone_bn_variables)
+        backbone_opt.build(self.backbone_variables)
+        return [
+            OptimizerGroup("head", head, list(self.head_variables)),
+            OptimizerGroup("backbone", backbone_opt, list(self.backbone_variables)),
+        ]
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """A fixed rate for every group (lr-find's sweep): the backbone's is scaled by its factor."""
+        for group in self.groups:
+            factor = self.cfg.optimizer.backbone_lr_factor if group.name == "backbone" else 1.0
+            group.optimizer.learning_rate = float(learning_rate) * factor
 
     @property
     def optimizer(self) -> keras.optimizers.Optimizer:
