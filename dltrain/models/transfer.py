@@ -72,7 +72,9 @@ def imagenet_backbone(arch: str, make: Callable[[str | None], keras.Model], weig
             raise
         origin = text.split("URL fetch failure on ", 1)[-1].split(": ", 1)[0].split(" ", 1)[0]
         name = origin.rsplit("/", 1)[-1]
-        cache = Path(keras.config.keras_home()) / "models"
+        from keras.src.backend.config import keras_home
+
+        cache = Path(keras_home()) / "models"
         raise DataError(
             f"`model.weights: imagenet`: {arch}'s ImageNet weights {name} are not in Keras's cache ({cache}) "
             f"and could not be downloaded ({text.split(' -- ')[-1][:120]}). Download {origin} on a machine with "
