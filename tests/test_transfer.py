@@ -141,7 +141,11 @@ def test_discriminative_rates_are_real_under_adam(tmp_path: Path, held: Path, sm
 
     def median_step(before, variables):
         return float(
-            np.median(np.concatenate([np.abs(v.numpy() - b).ravel() for b, v in zip(before, variables)]))
+            np.median(
+                np.concatenate(
+                    [np.abs(v.numpy() - b).ravel() for b, v in zip(before, variables, strict=True)]
+                )
+            )
         )
 
     backbone_step = median_step(backbone_before, step.backbone_variables)
