@@ -285,3 +285,52 @@ def test_transfer_from_a_pretrained_run_beats_scratch(tmp_path: Path, held: Path
     transfer, scratch = accuracy[False], accuracy[True]
     print(f"held-out val accuracy: transfer {transfer:.3f}, scratch {scratch:.3f}")
     assert transfer >= scratch + 0.03, (transfer, scratch)
+
+
+@pytest.mark.slow
+def test_a_keras_applications_run_and_its_weights_file_fill_the_backbone(tmp_path: Path) -> None:
+    """Pretrain MobileNetV3Small (weights: none) on real Fashion-MNIST classes; a new model built with
+    weights: RUN_DIR, or with the backbone's .weights.h5, starts from exactly those backbone weights."""
+    from dltrain.config.schema import PretrainedModel
+    from dltrain.models import build_model
+
+    npz = write_pretrain_npz(tmp_path / "pre.npz", per_class=40)
+    arch = {"kind": "pretrained", "arch": "MobileNetV3Small", "weights": "none", "image_size": [32, 32]}
+    cfg = _write(
+        tmp_path / "pre.yaml",
+        {"name": "pre", "data": {"kind": "npz", "path": str(npz), "batch_size": 32}, "model": arch,
+         "train": {"epochs": 1}},
+    )  # fmt: skip
+    proc = _fit(cfg, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    source = keras.saving.load_model(run_dir_from(proc.stdout) / "model.keras", safe_mode=True)
+    trained = source.get_layer("backbone")
+    fresh = build_model(PretrainedModel(**arch), input_shape=(28, 28, 1), num_outputs=5, scale=255.0)
+    assert not all(
+        np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(trained.weights, fresh.get_layer("backbone").weights, strict=True)
+    )
+    trained.save_weights(tmp_path / "backbone.weights.h5")
+    for weights in (str(run_dir_from(proc.stdout)), str(tmp_path / "backbone.weights.h5")):
+        model = build_model(
+            PretrainedModel(**{**arch, "weights": weights}),
+            input_shape=(28, 28, 1),
+            num_outputs=5,
+            scale=255.0,
+        )
+        for a, b in zip(trained.weights, model.get_layer("backbone").weights, strict=True):
+            assert np.array_equal(a.numpy(), b.numpy()), (weights, a.path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unfrozen", ["false", "true"])
+def test_lr_find_sweeps_the_frozen_or_unfrozen_model(
+    tmp_path: Path, held: Path, small_pre: Path, unfrozen: str
+) -> None:
+    cfg = _fine_tune_config(tmp_path / "ft.yaml", held, str(small_pre))
+    proc = run_dltrain(
+        "lr-find", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--set", "lr_find.num_steps=20",
+        "--set", f"lr_find.unfrozen={unfrozen}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "suggested learning rate" in proc.stdout or "no suggestion" in proc.stdout
