@@ -237,13 +237,19 @@ class TrainStep:
                 grads = tape.gradient(optimizer.scale_loss(loss) if scales else loss, trained)
                 optimizer.apply_gradients(zip(grads, trained, strict=True))
             else:
-                grads = tape.gradient(loss, trained)
+                # Under loss scaling the loss is scaled by the first group's scale; each other group's
+                # gradients are rescaled to its own scale, which its LossScaleOptimizer then divides out.
+                first = groups[0].optimizer
+                scales = isinstance(first, keras.optimizers.LossScaleOptimizer)
+                grads = tape.gradient(first.scale_loss(loss) if scales else loss, trained)
                 start = 0
                 for group in groups:
                     n = len(group.variables)
-                    group.optimizer.apply_gradients(
-                        zip(grads[start : start + n], group.variables, strict=True)
-                    )
+                    part = grads[start : start + n]
+                    if scales and group.optimizer is not first:
+                        ratio = group.optimizer.dynamic_scale / first.dynamic_scale
+                        part = [g * tf.cast(ratio, g.dtype) for g in part]
+                    group.optimizer.apply_gradients(zip(part, group.variables, strict=True))
                     start += n
             return tf.reduce_sum(per_example), metric, count
 
