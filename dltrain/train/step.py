@@ -220,13 +220,10 @@ class TrainStep:
     def _make_train_chunk(self) -> Any:
         model, strategy, groups = self.model, self.strategy, list(self.groups)
         trained = [v for group in groups for v in group.variables]
-        # Loss scaling (float16) wraps the optimizer; with several groups each would need its own scale.
-        scaler = next(
-            (g.optimizer for g in groups if isinstance(g.optimizer, keras.optimizers.LossScaleOptimizer)),
-            None,
-        )
-        if scaler is not None and len(groups) > 1:
-            raise ValueError("float16 loss scaling with several optimizer groups is not supported")
+        # Loss scaling (float16) wraps the optimizer: the loss is scaled by the first group's scale; with several
+        # groups each other group's gradients are brought to its own scale, which its optimizer divides out.
+        first = groups[0].optimizer
+        scaler = first if isinstance(first, keras.optimizers.LossScaleOptimizer) else None
 
         def step_fn(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
@@ -244,16 +241,12 @@ class TrainStep:
                 grads = tape.gradient(loss, trained)
                 groups[0].optimizer.apply_gradients(zip(grads, trained, strict=True))
             else:
-                # Under loss scaling the loss is scaled by the first group's scale; each other group's
-                # gradients are rescaled to its own scale, which its LossScaleOptimizer then divides out.
-                first = groups[0].optimizer
-                scales = isinstance(first, keras.optimizers.LossScaleOptimizer)
-                grads = tape.gradient(first.scale_loss(loss) if scales else loss, trained)
+                grads = tape.gradient(loss, trained)
                 start = 0
                 for group in groups:
                     n = len(group.variables)
                     part = grads[start : start + n]
-                    if scales and group.optimizer is not first:
+                    if scaler is not None and group.optimizer is not first:
                         ratio = group.optimizer.dynamic_scale / first.dynamic_scale
                         part = [g * tf.cast(ratio, g.dtype) for g in part]
                     group.optimizer.apply_gradients(zip(part, group.variables, strict=True))
