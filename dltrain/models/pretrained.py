@@ -109,7 +109,7 @@ def build_pretrained(
     if x.shape[-1] == 1:
         x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
     if tuple(x.shape[1:3]) != size:
-        x = keras.layers.Resizing(*size, name="resize")(x)
+        x = keras.layers.Resizing(*size, name="resize_input")(x)
     x = _preprocess(x, cfg.arch)
     backbone = imagenet_backbone(cfg.arch, lambda w: application(cfg.arch, size, w), cfg.weights)
     x = backbone(x)

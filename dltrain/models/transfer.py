@@ -29,7 +29,7 @@ def _is_input_transform(layer: keras.layers.Layer) -> bool:
     module = type(layer).__module__
     return (
         layer.name.startswith("preprocess")
-        or layer.name in ("standardize", "rescale", "to_0_255", "resize", "gray_to_rgb")
+        or layer.name in ("standardize", "rescale", "to_0_255", "resize_input", "gray_to_rgb")
         or ".preprocessing." in module
         or isinstance(layer, keras.layers.Normalization | keras.layers.Rescaling)
     )
