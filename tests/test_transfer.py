@@ -337,9 +337,9 @@ def test_lr_find_sweeps_the_frozen_model_or_with_the_flag_the_unfrozen_one(
     cfg = _fine_tune_config(tmp_path / "ft.yaml", held, str(small_pre), frozen_batch_norm="train")
     losses = {}
     for unfrozen in ("false", "true"):
+        flag = ["--unfrozen"] if unfrozen == "true" else []
         proc = run_dltrain(
-            "lr-find", str(cfg), "--runs-dir", str(tmp_path / unfrozen), "--set", "lr_find.num_steps=20",
-            "--set", f"lr_find.unfrozen={unfrozen}",
+            "lr-find", str(cfg), "--runs-dir", str(tmp_path / unfrozen), "--set", "lr_find.num_steps=20", *flag,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         with open(run_dir_from(proc.stdout) / "lr_find" / "steps.csv") as f:
