@@ -148,12 +148,23 @@ def fit(
 @app.command("lr-find")
 @handle_errors
 def lr_find(
-    config: ConfigArg, set_: SetOpt = None, runs_dir: RunsDirOpt = Path("runs"), verbose: VerboseOpt = False
+    config: ConfigArg,
+    set_: SetOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    unfrozen: Annotated[
+        bool,
+        typer.Option(
+            "--unfrozen",
+            help="With train.freeze_epochs: sweep the unfrozen model (head and backbone) instead of the frozen one "
+            "(the same as --set lr_find.unfrozen=true).",
+        ),
+    ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Learning-rate range test: sweep the LR on a fresh model and suggest one."""
     from dltrain.commands import lr_find as command
 
-    command.run(config, set_ or [], runs_dir, verbose)
+    command.run(config, [*(set_ or []), *(["lr_find.unfrozen=true"] if unfrozen else [])], runs_dir, verbose)
 
 
 @app.command()

@@ -51,10 +51,10 @@ BROKEN: dict[str, tuple[str, str, list[str]]] = {
          "did you mean `mirrored`"]),
     "bad `model.kind`, close": (
         "name: t\ndata: {kind: digits}\nmodel: {kind: cnnn}\n", ":3",
-        ["`model.kind`", "'cnnn'", "expected one of: cnn, dense, rnn", "did you mean `cnn`"]),
+        ["`model.kind`", "'cnnn'", "expected one of: cnn, dense, pretrained, rnn", "did you mean `cnn`"]),
     "bad `model.kind`, far": (
         "name: t\ndata: {kind: digits}\nmodel: {kind: transformer}\n", ":3",
-        ["`model.kind`", "'transformer'", "expected one of: cnn, dense, rnn"]),
+        ["`model.kind`", "'transformer'", "expected one of: cnn, dense, pretrained, rnn"]),
     "missing `data.kind`": (
         "name: t\ndata: {batch_size: 8}\nmodel: {kind: dense}\n", ":2",
         ["`data.kind` is missing", "csv, digits, fashion_mnist, idx, image_folder, mnist, npz, text_folder, timeseries_csv"]),
@@ -316,7 +316,7 @@ def test_config_schema_is_json_with_the_kinds(tmp_path: Path) -> None:
         "timeseries_csv",
         "text_folder",
     }
-    assert _schema_kinds(schema, "model") == {"dense", "cnn", "rnn"}
+    assert _schema_kinds(schema, "model") == {"dense", "cnn", "rnn", "pretrained"}
     assert _schema_kinds(schema, "optimizer") == {"sgd", "adam", "adamw", "rmsprop"}
     assert _schema_kinds(schema, "schedule") == {"constant", "step", "cosine", "one_cycle"}
     strategy = schema["$defs"]["RuntimeConfig"]["properties"]["strategy"]

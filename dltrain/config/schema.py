@@ -189,6 +189,15 @@ DataConfig = Annotated[
 # --------------------------------------------------------------------------------------------- model
 
 
+def _weights(value: Any) -> str:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError("must be imagenet, none, a run directory or a .weights.h5/.h5 file")
+    return str(value)
+
+
+Weights = Annotated[str, BeforeValidator(_weights)]
+
+
 class DenseModel(_Strict):
     """A multilayer perceptron; no hidden layer is softmax regression."""
 
@@ -213,6 +222,11 @@ class CnnModel(_Strict):
     dropout: Fraction = Field(0.0, description="Dropout before the head.")
     global_pool: bool = Field(False, description="Global average pooling instead of flattening.")
     dense: list[PositiveInt] = Field(default_factory=list, description="Hidden widths of the head.")
+    weights: Weights = Field(
+        "none",
+        description="none (random), a dltrain RUN_DIR (its backbone: every layer before the global pooling or "
+        "flatten) or a .weights.h5/.h5 file of the backbone.",
+    )
 
 
 class RnnModel(_Strict):
@@ -226,7 +240,45 @@ class RnnModel(_Strict):
     dense: list[PositiveInt] = Field(default_factory=list)
 
 
-ModelConfig = Annotated[DenseModel | CnnModel | RnnModel, Field(discriminator="kind")]
+# The backbones of `model.kind: pretrained` (keras.applications) and their native (ImageNet) input sizes.
+ARCHS: dict[str, int] = {
+    "ResNet50": 224,
+    "ResNet50V2": 224,
+    "MobileNetV2": 224,
+    "MobileNetV3Small": 224,
+    "MobileNetV3Large": 224,
+    "EfficientNetB0": 224,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetV2B0": 224,
+    "ConvNeXtTiny": 224,
+    "DenseNet121": 224,
+}
+
+
+class PretrainedModel(_Strict):
+    """A keras.applications backbone (its own input preprocessing built in) with a new head."""
+
+    kind: Literal["pretrained"]
+    arch: Literal[tuple(ARCHS)]  # type: ignore[valid-type]
+    weights: Weights = Field(
+        "imagenet",
+        description="imagenet (Keras's download, cached in $KERAS_HOME/models), none (random), a dltrain "
+        "RUN_DIR (its backbone) or a .weights.h5/.h5 file of the backbone (include_top=False).",
+    )
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = Field(
+        None,
+        description="[height, width] the backbone sees (images are resized inside the model); default: the "
+        "arch's native size (224; EfficientNetB1-B3: 240, 260, 300).",
+    )
+    pool: Literal["avg", "max"] = Field("avg", description="Global pooling of the backbone's features.")
+    dropout: Fraction = Field(0.0, description="Dropout before each dense layer of the head.")
+    dense: list[PositiveInt] = Field(default_factory=list, description="Hidden widths of the head.")
+    activation: Activation = "relu"
+
+
+ModelConfig = Annotated[DenseModel | CnnModel | RnnModel | PretrainedModel, Field(discriminator="kind")]
 
 # ----------------------------------------------------------------------------------------- optimizer
 
@@ -251,6 +303,11 @@ class _OptimizerBase(_Strict):
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     clipnorm: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="Clip the global gradient norm."
+    )
+    backbone_lr_factor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0,
+        description="Transfer learning: the backbone's learning rate is this times the head's (a discriminative "
+        "rate, e.g. 0.1); the backbone has its own optimizer and state.",
     )
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none",
@@ -378,6 +435,21 @@ class TrainConfig(_Strict):
         "not restored on --resume.",
     )
 
+    freeze_epochs: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Transfer learning (fast.ai's fine_tune): first train the head this many epochs with the "
+        "backbone frozen, then unfreeze everything for train.epochs. Each phase has its own schedule.",
+    )
+    frozen_batch_norm: Literal["inference", "train"] = Field(
+        "inference",
+        description="While the backbone is frozen, its batch norm layers run in inference mode with fixed "
+        "statistics (Keras's guide), or train (statistics and scale/offset, fast.ai's train_bn).",
+    )
+    unfreeze_lr_factor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.5,
+        description="The unfrozen phase's peak learning rate is this times the frozen phase's (fast.ai: 0.5).",
+    )
+
 
 class RuntimeConfig(_Strict):
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
@@ -415,6 +487,11 @@ class LrFindConfig(_Strict):
     )
     diverge_factor: Annotated[float, Field(gt=1.0)] = 4.0
     rule: Literal["valley", "steep", "minimum"] = "valley"
+    unfrozen: bool = Field(
+        False,
+        description="With train.freeze_epochs: sweep the unfrozen model (head and backbone, the backbone at "
+        "optimizer.backbone_lr_factor times the rate) instead of the frozen one.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> LrFindConfig:
@@ -519,6 +596,20 @@ class Config(_Strict):
         None, description="Experiment tracking (MLflow); off when absent."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fine_tune_schedule(cls, data: Any) -> Any:
+        """With train.freeze_epochs and no schedule given, each phase is a one-cycle (fast.ai's fine_tune)."""
+        if isinstance(data, dict) and "schedule" not in data:
+            train = data.get("train")
+            if (
+                isinstance(train, dict)
+                and isinstance(train.get("freeze_epochs"), int)
+                and train["freeze_epochs"] > 0
+            ):
+                data = {**data, "schedule": {"kind": "one_cycle"}}
+        return data
+
 
 def _kinds(annotation: Any) -> dict[str, type[BaseModel]]:
     """Map each ``kind`` value of a discriminated union to its model class."""
@@ -538,6 +629,7 @@ KINDS: dict[str, dict[str, type[BaseModel]]] = {
 }
 
 __all__ = [
+    "ARCHS",
     "SweepConfig",
     "SweepParam",
     "TrackingConfig",
@@ -565,6 +657,7 @@ __all__ = [
     "NpzData",
     "OneCycleSchedule",
     "OptimizerConfig",
+    "PretrainedModel",
     "RmspropOptimizer",
     "RnnModel",
     "RuntimeConfig",

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from dltrain.config.schema import ModelConfig
-from dltrain.models import cnn, dense, rnn  # noqa: F401  (registers the builders)
+from dltrain.models import cnn, dense, pretrained, rnn  # noqa: F401  (registers the builders)
 from dltrain.models.common import MODELS
 
 

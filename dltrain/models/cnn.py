@@ -7,6 +7,7 @@ import keras
 from dltrain.config.schema import CnnModel
 from dltrain.errors import ConfigError
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
+from dltrain.models.transfer import load_backbone_weights
 
 
 def _conv_block(x: keras.KerasTensor, filters: int, cfg: CnnModel) -> keras.KerasTensor:
@@ -50,4 +51,6 @@ def build_cnn(
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout)(x)
     logits = head(x, cfg.dense, num_outputs, activation=cfg.activation, dropout=cfg.dropout)
-    return keras.Model(inputs, logits, name=model_name(cfg))
+    model = keras.Model(inputs, logits, name=model_name(cfg))
+    load_backbone_weights(model, cfg.weights)
+    return model

@@ -288,6 +288,8 @@ class TrainingState:
             "step_in_epoch": int(self.step_in_epoch.numpy()),
         }
         for name, var in self.extra.items():
+            if not hasattr(var, "numpy"):  # a whole trackable (transfer learning's backbone optimizer)
+                continue
             value = var.numpy()
             out[name] = value.item() if hasattr(value, "item") else value
         return out

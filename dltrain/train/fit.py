@@ -42,15 +42,17 @@ from dltrain.rundir import (
     write_config,
 )
 from dltrain.testing import faults
+from dltrain.train import finetune
 from dltrain.train.checkpoints import clean_leftovers
 from dltrain.train.events import Handler
 from dltrain.train.handlers import standard_handlers
 from dltrain.train.handlers.callbacks import load_callbacks
+from dltrain.train.handlers.fine_tune import FineTune
 from dltrain.train.handlers.lock_guard import LockGuard
 from dltrain.train.handlers.tracking import Tracking
 from dltrain.train.loop import FitResult, Phase, TrainingLoop, metric_columns
 from dltrain.train.lr_sweep import run_lr_find
-from dltrain.train.optimizers import TableSchedule, lr_table
+from dltrain.train.optimizers import TableSchedule
 from dltrain.train.preflight import check_fit
 from dltrain.train.runtime import Runtime, setup_runtime
 from dltrain.train.saving import save_model_atomic
@@ -108,7 +110,7 @@ def batch_record(cfg: Config, runtime: Runtime) -> dict[str, Any]:
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:
-    return steps_per_epoch * cfg.train.epochs
+    return steps_per_epoch * (cfg.train.freeze_epochs + cfg.train.epochs)
 
 
 def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
@@ -233,7 +235,9 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
         if changed:
             record.data["restarts"][-1]["changed"] = changed
             write_config(run_dir, to_yaml(cfg))
-        for warning in check_same_data(previous.get("data", {}), prepared.splits, ["train", "validation"], run_dir):
+        for warning in check_same_data(
+            previous.get("data", {}), prepared.splits, ["train", "validation"], run_dir
+        ):
             log.warning("%s", warning)
         log.info("resuming %s", run_dir)
         return _train(cfg, prepared, run_dir, record, resume=True, lock=lock)
@@ -285,8 +289,8 @@ def _find_learning_rate(
 
 
 def phases(cfg: Config) -> list[Phase]:
-    """The run's phases: one today (every variable, one optimizer); transfer learning adds a frozen first one."""
-    return [Phase("train", 1, cfg.train.epochs)]
+    """The run's phases: one (every variable, one optimizer), or transfer learning's frozen then unfrozen."""
+    return finetune.phases(cfg)
 
 
 def _train(
@@ -309,10 +313,10 @@ def _train(
             cfg, learning_rate = _find_learning_rate(cfg, prepared, run_dir, record, stop)
         else:
             learning_rate = _scaled(cfg, float(learning_rate), runtime, record, resume)
-        lr_values = lr_table(
-            cfg.schedule, float(learning_rate), total_steps(cfg, step.train_data.steps), step.train_data.steps
-        )
+        lr_values, backbone_values = finetune.lr_tables(cfg, float(learning_rate), step.train_data.steps)
         prepared.schedule.set_table(lr_values)
+        if backbone_values is not None and isinstance(getattr(step, "backbone_lr", None), TableSchedule):
+            step.backbone_lr.set_table(backbone_values)
         if not resume:
             write_data_files(run_dir, splits, step.stem)
         handlers = standard_handlers(cfg, step, run_dir, metric_columns(splits.metric))
@@ -321,6 +325,8 @@ def _train(
             handlers.insert(1, faults.FaultHandler(active_faults, runtime.workers))
         if lock is not None:
             handlers.insert(0, LockGuard(lock))
+        if getattr(step, "backbone", None):
+            handlers.append(FineTune(step))
         if cfg.tracking is not None:
             handlers.append(Tracking(cfg, run_dir, resume))
         handlers.extend(prepared.callbacks)

@@ -51,6 +51,10 @@ def run_lr_find(
     trainer = TrainStep(cfg, splits, runtime, opts.start_lr)
     if initial is not None:
         trainer.copy_weights_from(initial)
+    if trainer.backbone and cfg.train.freeze_epochs and not opts.unfrozen:
+        from dltrain.train.finetune import frozen_groups
+
+        trainer.set_groups(frozen_groups(trainer))  # fast.ai's lr_find on the frozen model
     num_steps = lr_range.sweep_steps(opts.num_steps, trainer.train_data.steps)
     lrs_planned = lr_range.exponential_lrs(opts.start_lr, opts.end_lr, num_steps)
     smoother = lr_range.LossSmoother(lr_range.scaled_beta(opts.beta, num_steps))
@@ -69,7 +73,7 @@ def run_lr_find(
         if done_in_epoch == steps_per_epoch:
             epoch, done_in_epoch = epoch + 1, 0
             iterator = trainer.train_iterator(epoch)
-        trainer.optimizer.learning_rate = float(lr)
+        trainer.set_learning_rate(float(lr))
         loss_sum, _, count = trainer.run_steps(iterator, 1)
         done_in_epoch += 1
         faults.fire_in_lr_find(planted, len(lrs) + 1)

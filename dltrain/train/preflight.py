@@ -37,3 +37,11 @@ def check_fit(cfg: Config, splits: Splits) -> None:
             f"`train.early_stopping.monitor` is {es.monitor} but there is no validation split; "
             "set data.validation_split above 0."
         )
+    if (cfg.train.freeze_epochs or cfg.optimizer.backbone_lr_factor != 1.0) and cfg.model.kind not in (
+        "cnn",
+        "pretrained",
+    ):
+        raise ConfigError(
+            f"`train.freeze_epochs` / `optimizer.backbone_lr_factor` need a model with a backbone (cnn or "
+            f"pretrained); model.kind is {cfg.model.kind}. Remove them or change model.kind."
+        )

@@ -19,7 +19,8 @@ from dltrain.config import Config
 from dltrain.data import Splits
 from dltrain.data.pipeline import Pipeline, make_pipeline
 from dltrain.models import build_model
-from dltrain.train.optimizers import build_optimizer
+from dltrain.models.transfer import backbone_layers, leaf_layers
+from dltrain.train.optimizers import TableSchedule, build_optimizer
 from dltrain.train.runtime import Runtime
 
 _SUM = tf.distribute.ReduceOp.SUM
@@ -95,6 +96,11 @@ def prepare_stem(splits: Splits) -> dict[str, Any]:
     return stem
 
 
+def fine_tunes(cfg: Config) -> bool:
+    """Whether the fit trains head and backbone as separate groups (frozen first, or at different rates)."""
+    return cfg.train.freeze_epochs > 0 or cfg.optimizer.backbone_lr_factor != 1.0
+
+
 class TrainStep:
     """A model, its optimizer group(s), the input pipelines and the compiled train / eval chunks."""
 
@@ -122,15 +128,55 @@ class TrainStep:
                 scale=splits.scale,
                 stem=self.stem,
             )
+            self.backbone = backbone_layers(self.model) if fine_tunes(cfg) else []
             optimizer = build_optimizer(cfg.optimizer, learning_rate, precision=runtime.precision)
-            optimizer.build(self.model.trainable_variables)
-        self.groups = [OptimizerGroup("all", optimizer, list(self.model.trainable_variables))]
+            if self.backbone:
+                self.groups = self._transfer_groups(optimizer, learning_rate)
+                self.all_groups = list(self.groups)
+            else:
+                optimizer.build(self.model.trainable_variables)
+                self.groups = [OptimizerGroup("all", optimizer, list(self.model.trainable_variables))]
         self.train_data = make_pipeline(splits, "train", self.global_batch)
         self.val_data = (
             make_pipeline(splits, "validation", self.global_batch) if splits.x_val is not None else None
         )
         self._train_chunk = self._make_train_chunk()
         self._eval_chunk = self._make_eval_chunk()
+
+    def _transfer_groups(self, head: keras.optimizers.Optimizer, learning_rate: Any) -> list[OptimizerGroup]:
+        """Head and backbone, each with its own optimizer (Keras 3 has no multi-optimizer, and scaling
+        gradients does nothing to Adam's step): the backbone's rate is ``optimizer.backbone_lr_factor`` times
+        the head's (its own schedule table), and its state (moments, step count) starts fresh, so Adam's bias
+        correction counts the backbone's own steps from its first one after unfreezing."""
+        factor = self.cfg.optimizer.backbone_lr_factor
+        if isinstance(learning_rate, TableSchedule):
+            self.backbone_lr: Any = TableSchedule([1.0])  # its table is set with the head's (train.fit)
+        else:
+            self.backbone_lr = float(learning_rate) * factor
+        backbone_opt = build_optimizer(self.cfg.optimizer, self.backbone_lr, precision=self.runtime.precision)
+        mine = {id(v) for layer in self.backbone for v in layer.trainable_variables}
+        self.backbone_variables = [v for v in self.model.trainable_variables if id(v) in mine]
+        self.head_variables = [v for v in self.model.trainable_variables if id(v) not in mine]
+        self.backbone_bn_variables = [
+            v
+            for layer in leaf_layers(self.backbone)
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for v in layer.trainable_variables
+        ]
+        # The head's optimizer also knows the backbone's batch-norm scale/offset: with
+        # train.frozen_batch_norm: train they are trained with the head while the backbone is frozen.
+        head.build(self.head_variables + self.backbone_bn_variables)
+        backbone_opt.build(self.backbone_variables)
+        return [
+            OptimizerGroup("head", head, list(self.head_variables)),
+            OptimizerGroup("backbone", backbone_opt, list(self.backbone_variables)),
+        ]
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """A fixed rate for every group (lr-find's sweep): the backbone's is scaled by its factor."""
+        for group in self.groups:
+            factor = self.cfg.optimizer.backbone_lr_factor if group.name == "backbone" else 1.0
+            group.optimizer.learning_rate = float(learning_rate) * factor
 
     @property
     def optimizer(self) -> keras.optimizers.Optimizer:
@@ -174,13 +220,10 @@ class TrainStep:
     def _make_train_chunk(self) -> Any:
         model, strategy, groups = self.model, self.strategy, list(self.groups)
         trained = [v for group in groups for v in group.variables]
-        # Loss scaling (float16) wraps the optimizer; with several groups each would need its own scale.
-        scaler = next(
-            (g.optimizer for g in groups if isinstance(g.optimizer, keras.optimizers.LossScaleOptimizer)),
-            None,
-        )
-        if scaler is not None and len(groups) > 1:
-            raise ValueError("float16 loss scaling with several optimizer groups is not supported")
+        # Loss scaling (float16) wraps the optimizer: the loss is scaled by the first group's scale; with several
+        # groups each other group's gradients are brought to its own scale, which its optimizer divides out.
+        first = groups[0].optimizer
+        scaler = first if isinstance(first, keras.optimizers.LossScaleOptimizer) else None
 
         def step_fn(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
@@ -202,9 +245,11 @@ class TrainStep:
                 start = 0
                 for group in groups:
                     n = len(group.variables)
-                    group.optimizer.apply_gradients(
-                        zip(grads[start : start + n], group.variables, strict=True)
-                    )
+                    part = grads[start : start + n]
+                    if scaler is not None and group.optimizer is not first:
+                        ratio = group.optimizer.dynamic_scale / first.dynamic_scale
+                        part = [g * tf.cast(ratio, g.dtype) for g in part]
+                    group.optimizer.apply_gradients(zip(part, group.variables, strict=True))
                     start += n
             return tf.reduce_sum(per_example), metric, count
 
