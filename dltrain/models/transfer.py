@@ -37,7 +37,7 @@ def _is_input_transform(layer: keras.layers.Layer) -> bool:
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The weighted layers before the first global pooling / flatten, input transforms left out."""
-    out = []
+    out: list[keras.layers.Layer] = []
     for layer in model.layers:
         if isinstance(layer, _POOLS):
             return out
