@@ -61,9 +61,36 @@ def with_outputs(
     return keras.Model(model.inputs[0], probs, name=model.name)
 
 
+def portable(model: keras.Model) -> keras.Model:
+    """The same network and weights for ``model.keras``: every layer in float32 (a mixed-precision run's
+    model loads, runs and exports on any machine), built from stock Keras layers only, so that plain Keras
+    loads it without dltrain. ``model`` itself when it already is."""
+    config = model.get_config()
+    if not _make_portable(config):
+        return model
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _make_portable(node: Any) -> bool:
+    changed = False
+    if isinstance(node, dict):
+        policy = node.get("config", {}).get("name", "") if node.get("class_name") == "DTypePolicy" else ""
+        if str(policy).startswith("mixed_"):
+            node["config"]["name"] = "float32"
+            changed = True
+        for value in node.values():
+            changed = _make_portable(value) or changed
+    elif isinstance(node, list):
+        for value in node:
+            changed = _make_portable(value) or changed
+    return changed
+
+
 def with_probabilities(model: keras.Model) -> keras.Model:
     """The same layers with a softmax on top (classification)."""
     return with_outputs(model, "classification")
 
 
-__all__ = ["MODELS", "build_model", "with_outputs", "with_probabilities"]
+__all__ = ["MODELS", "build_model", "portable", "with_outputs", "with_probabilities"]
