@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dltrain.cluster import set_tf_config_from_flags
+from dltrain.cluster import set_tf_config_from_flags, tf_config_workers
 from dltrain.config import load_config
 from dltrain.console import result_line, setup_logging
 from dltrain.data import load_splits
 from dltrain.errors import ConfigError
+from dltrain.rundir.lock import check_unlocked
 
 
 def run(
@@ -31,6 +32,8 @@ def run(
     set_tf_config_from_flags(workers, worker_index)
     setup_logging(verbose)
     if resume is not None:
+        if tf_config_workers() <= 1 and resume.is_dir():
+            check_unlocked(resume)  # a live run is refused in a second, not after TensorFlow has started
         from dltrain.train import fit as training  # TensorFlow starts here
 
         outcome = training.resume(resume, cfg)

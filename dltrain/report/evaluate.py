@@ -123,9 +123,9 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
     cfg = read_run_config(run_dir)
     splits = load_splits(cfg.data, cfg.seed)
     x, y = splits.get(split)
+    _check_class_names(run_dir, splits)  # first: a renamed class is a clearer reason than a fingerprint
     for warning in check_same_data(record.get("data", {}), splits, [split], run_dir):
         log.warning("%s", warning)
-    _check_class_names(run_dir, splits)
     runtime = _local_runtime(cfg)
     with runtime.strategy.scope():  # predict is distributed over the same devices as training
         model = _load_model(run_dir / "model.keras", str(record.get("status")))

@@ -165,10 +165,7 @@ class RunLock:
                     continue  # released between the two calls
                 alive, why = owner_alive(owner)
                 if alive:
-                    raise RunDirError(
-                        f"{self.path.parent}: run locked by {describe_owner(owner)} ({why}). Wait for it to "
-                        "finish or stop it; a lock whose owner died is taken over by itself."
-                    ) from None
+                    raise _locked(self.path.parent, owner, why)
                 self._take_over(owner, why)
                 continue
             except PermissionError as exc:
@@ -253,3 +250,22 @@ def live_owner(run_dir: Path) -> dict[str, Any] | None:
         return None
     alive, why = owner_alive(owner)
     return {**owner, "why": why} if alive else None
+
+
+def _locked(run_dir: Path, owner: dict[str, Any], why: str) -> RunDirError:
+    return RunDirError(
+        f"{run_dir}: run locked by {describe_owner(owner)} ({why}). Wait for it to finish or stop it; a lock "
+        "whose owner died is taken over by itself."
+    )
+
+
+def check_unlocked(run_dir: Path) -> None:
+    """Refuse at once (``RunDirError``, exit 5) when a live process holds ``run_dir``'s lock.
+
+    A quick look before the slow start-up (TensorFlow, data): the lock itself is still taken later, atomically.
+    """
+    owner = read_lock(run_dir)
+    if owner:
+        alive, why = owner_alive(owner)
+        if alive:
+            raise _locked(run_dir, owner, why)

@@ -174,6 +174,13 @@ class TrainStep:
     def _make_train_chunk(self) -> Any:
         model, strategy, groups = self.model, self.strategy, list(self.groups)
         trained = [v for group in groups for v in group.variables]
+        # Loss scaling (float16) wraps the optimizer; with several groups each would need its own scale.
+        scaler = next(
+            (g.optimizer for g in groups if isinstance(g.optimizer, keras.optimizers.LossScaleOptimizer)),
+            None,
+        )
+        if scaler is not None and len(groups) > 1:
+            raise ValueError("float16 loss scaling with several optimizer groups is not supported")
 
         def step_fn(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
@@ -185,11 +192,11 @@ class TrainStep:
                 loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                if scaler is not None:  # float16: scaled inside the tape, or the gradients are None
+                    loss = scaler.scale_loss(loss)
             if len(groups) == 1:
-                optimizer = groups[0].optimizer
-                scales = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                grads = tape.gradient(optimizer.scale_loss(loss) if scales else loss, trained)
-                optimizer.apply_gradients(zip(grads, trained, strict=True))
+                grads = tape.gradient(loss, trained)
+                groups[0].optimizer.apply_gradients(zip(grads, trained, strict=True))
             else:
                 grads = tape.gradient(loss, trained)
                 start = 0
