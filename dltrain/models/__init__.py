@@ -11,6 +11,7 @@ import numpy as np
 from dltrain.config.schema import ModelConfig
 from dltrain.models import cnn, dense, rnn  # noqa: F401  (registers the builders)
 from dltrain.models.common import MODELS
+from dltrain.models.fused_bn import REGISTERED_NAME as FUSED_BN
 
 
 def build_model(
@@ -79,6 +80,9 @@ def _make_portable(node: Any) -> bool:
         policy = node.get("config", {}).get("name", "") if node.get("class_name") == "DTypePolicy" else ""
         if str(policy).startswith("mixed_"):
             node["config"]["name"] = "float32"
+            changed = True
+        if node.get("registered_name") == FUSED_BN:  # same config and weights as the stock layer
+            node.update(module="keras.layers", class_name="BatchNormalization", registered_name=None)
             changed = True
         for value in node.values():
             changed = _make_portable(value) or changed
