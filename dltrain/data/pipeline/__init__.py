@@ -33,7 +33,10 @@ def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
     y = targets_for_training(splits, y)
     if splits.input_kind == "image_files":
         return ImageFilePipeline(x, y, batch_size, splits)
-    return ArrayPipeline(x, y, batch_size)
+    pipeline = ArrayPipeline(x, y, batch_size)
+    if pipeline.host is not x:  # an aligned copy that TensorFlow shares: keep it instead, hold the pixels once
+        splits.adopt(split, pipeline.host)
+    return pipeline
 
 
 __all__ = ["ArrayPipeline", "ImageFilePipeline", "Pipeline", "distribute_options", "epoch_order", "make_pipeline"]
