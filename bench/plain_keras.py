@@ -10,7 +10,7 @@ does. Logs each epoch's wall and CPU time to a JSON file (``common.RunLog``).
 
 ``--network recommended``: dltrain's recommended ``configs/fashion_mnist_cnn.yaml`` network written by hand
 in float32 (conv3x3 32 without bias - BatchNormalization(momentum 0.9) - relu - maxpool 2, the same with 64,
-flatten, dropout 0.3, dense 128 relu, dropout 0.3, dense 10; 421,834 parameters), Keras's stock layers.
+flatten, dropout 0.3, dense 128 relu, dropout 0.3, dense 10; 421,930 parameters), Keras's stock layers.
 """
 
 from __future__ import annotations
