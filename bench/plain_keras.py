@@ -40,7 +40,7 @@ def build_model() -> keras.Model:
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
             keras.layers.Dropout(0.5),
-            keras.layers.Dense(10),
+            keras.layers.Dense(10, dtype="float32"),  # float32 logits, also under mixed precision
         ]
     )
 
@@ -63,7 +63,7 @@ def build_recommended() -> keras.Model:
             keras.layers.Dropout(0.3),
             keras.layers.Dense(128, activation="relu"),
             keras.layers.Dropout(0.3),
-            keras.layers.Dense(10),
+            keras.layers.Dense(10, dtype="float32"),  # float32 logits, also under mixed precision
         ]
     )
 
@@ -103,7 +103,10 @@ def main() -> None:
     parser.add_argument("--test-each-epoch", action="store_true")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--network", choices=["convnet", "recommended"], default="convnet")
+    parser.add_argument("--precision", default="float32", help="a Keras dtype policy, e.g. mixed_float16")
+    parser.add_argument("--jit-compile", action="store_true", help="force XLA (default: Keras's auto)")
     args = parser.parse_args()
+    keras.mixed_precision.set_global_policy(args.precision)
 
     keras.utils.set_random_seed(args.seed)
     data = load_npz(args.data)
@@ -114,6 +117,7 @@ def main() -> None:
         optimizer=keras.optimizers.Adam(args.lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=True if args.jit_compile else "auto",  # Keras's default: XLA on a GPU, not on a CPU
     )
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
     log = RunLog("keras", model.count_params(), len(x_train), args.batch_size, versions, cpu_seconds())
