@@ -1,15 +1,15 @@
 """Evaluation metrics on numpy arrays: confusion matrix, per-class report, cross-entropy, top losses, regression.
 
-The standard metrics follow :mod:`sklearn.metrics`'s definitions (``zero_division=0``, every class in
-``range(C)`` counted; tests/test_metrics.py checks them against it), computed here from the confusion matrix
-with numpy: importing ``sklearn.metrics`` cost 1.2-2.7 s of every ``dltrain evaluate`` (bench/README.md).
-This module adds what scikit-learn lacks too: label checks that reject rather than drop an out-of-range class,
-per-example cross-entropy, the top-losses order and the per-target regression report.
+The standard metrics come from :mod:`sklearn.metrics` (``zero_division=0``, every class in ``range(C)`` counted);
+this module adds what it lacks: label checks that reject rather than drop an out-of-range class, per-example
+cross-entropy, the top-losses order and the per-target regression report. ``sklearn.metrics`` costs over a
+CPU-second to import, so it is imported inside the functions that use it, never when this module loads.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,23 +66,15 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> 
         ValueError: on mismatched lengths, non-integer labels or an index outside [0, C).
     """
     true, pred = _label_pair(y_true, y_pred, num_classes)
-    counts = np.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
+    if not true.size:  # scikit-learn refuses empty input
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-
-def _ratio(num: NDArray[Any], den: NDArray[Any]) -> NDArray[np.float64]:
-    """num / den, 0.0 where den is 0 (scikit-learn's ``zero_division=0``)."""
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
-
-
-def _per_class(cm: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
-    """Precision, recall, F1 and support per class, from a confusion matrix."""
-    hits = np.diag(cm).astype(np.float64)
-    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
-    precision, recall = _ratio(hits, predicted), _ratio(hits, support)
-    f1 = _ratio(2 * hits, predicted + support)  # = 2PR / (P + R), 0 when both are 0
-    return precision, recall, f1, support.astype(np.float64)
+    with warnings.catch_warnings():
+        # Its advice to pass ``labels`` for a (1, 1) matrix does not apply: they are passed, C is 1.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        cm = sk_confusion_matrix(true, pred, labels=np.arange(num_classes))
+    return np.asarray(cm, dtype=np.int64)
 
 
 def per_class_report(
@@ -102,7 +94,16 @@ def per_class_report(
     Raises:
         ValueError: on mismatched lengths, non-integer labels or an index outside [0, C).
     """
-    precision, recall, f1, support = _per_class(confusion_matrix(y_true, y_pred, len(class_names)))
+    num_classes = len(class_names)
+    true, pred = _label_pair(y_true, y_pred, num_classes)
+    if true.size:
+        from sklearn.metrics import precision_recall_fscore_support
+
+        precision, recall, f1, support = precision_recall_fscore_support(
+            true, pred, labels=np.arange(num_classes), average=None, zero_division=0
+        )
+    else:  # scikit-learn refuses empty input; every ratio is 0/0
+        precision = recall = f1 = support = np.zeros(num_classes)
     return [
         {
             "class": str(name),
@@ -128,19 +129,18 @@ def summary(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> dict[str,
     Raises:
         ValueError: on mismatched lengths, non-integer labels or an index outside [0, C).
     """
-    cm = confusion_matrix(y_true, y_pred, num_classes)
+    true, pred = _label_pair(y_true, y_pred, num_classes)
     keys = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
-    total = int(cm.sum())
-    if not total:
+    if not true.size:  # scikit-learn refuses empty input
         return dict.fromkeys(keys, 0.0)
-    precision, recall, f1, support = _per_class(cm)
-    values = (
-        np.trace(cm) / total,
-        precision.mean(),
-        recall.mean(),
-        f1.mean(),
-        float(np.sum(f1 * support) / total),
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    labels = np.arange(num_classes)
+    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(
+        true, pred, labels=labels, average="macro", zero_division=0
     )
+    weighted_f1 = f1_score(true, pred, labels=labels, average="weighted", zero_division=0)
+    values = (accuracy_score(true, pred), macro_p, macro_r, macro_f1, weighted_f1)
     return {key: float(value) for key, value in zip(keys, values, strict=True)}
 
 
@@ -225,14 +225,17 @@ def regression_summary(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]
     true, pred = _targets(y_true, y_pred)
     if not true.size or not np.all(np.isfinite(pred)):
         return {"mae": math.nan, "rmse": math.nan, "r2": math.nan}
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     constant = np.all(true == true[0], axis=0)  # also every target when there is a single example
-    residual = np.sum((true - pred) ** 2, axis=0)
-    spread = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
-    per_target = 1.0 - _ratio(residual, spread)  # r2_score, raw values
-    r2 = float(np.where(constant, 0.0, per_target).mean())
+    if constant.all():
+        r2 = 0.0
+    else:
+        per_target = r2_score(true, pred, multioutput="raw_values")
+        r2 = float(np.where(constant, 0.0, per_target).mean())
     return {
-        "mae": float(np.mean(np.abs(true - pred))),
-        "rmse": math.sqrt(float(np.mean((true - pred) ** 2))),
+        "mae": float(mean_absolute_error(true, pred)),
+        "rmse": math.sqrt(float(mean_squared_error(true, pred))),
         "r2": r2,
     }
 
