@@ -63,6 +63,25 @@ def test_an_expired_lease_of_another_host_is_taken_over(tmp_path: Path) -> None:
     assert not (tmp_path / ".lock").exists()
 
 
+def test_a_reused_pid_or_namespace_number_is_not_taken_for_the_lock_owner(tmp_path: Path) -> None:
+    from dltrain.rundir.lock import machine_identity, owner_alive
+
+    parent = os.getppid()  # alive here, but the lock's owner started at another time: a reused pid, so dead
+    here = {**machine_identity(), "renewed_unix": time.time(), "lease_seconds": 30.0}
+    alive, why = owner_alive({**here, "pid": parent, "pid_started": 1})
+    assert not alive and "gone" in why
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    try:
+        assert owner_alive(json.loads((tmp_path / ".lock").read_text()))[1] == "it is this process's own lock"
+    finally:
+        lock.release()
+    # The same kernel and pid namespace number but another hostname (a container whose namespace number was
+    # reused): the pid proves nothing, the lease decides.
+    alive, why = owner_alive({**here, "host": "pod-b", "pid": os.getpid()})
+    assert alive and "lease renewed" in why
+
+
 def test_the_holder_renews_its_lease_and_notices_a_takeover(tmp_path: Path) -> None:
     lock = RunLock(tmp_path, lease=0.3)
     lock.acquire()

@@ -54,8 +54,35 @@ def _load_model(path: Path, status: str) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean one thing: the file is unusable
+        saved_by = _saved_by_newer_keras(path, keras.__version__)
+        if saved_by:
+            raise RunDirError(
+                f"{path}: saved by Keras {saved_by}, which this environment's Keras {keras.__version__} cannot "
+                f"read. Upgrade Keras to {saved_by} or later (pip install -U keras; recent Keras needs a recent "
+                "Python), or score the run where it was trained."
+            ) from None
         text = str(exc).replace("File not found", "cannot read it")[:200]
         raise RunDirError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {text}).") from None
+
+
+def _saved_by_newer_keras(path: Path, installed: str) -> str | None:
+    """The Keras version in a .keras file's metadata when it is newer than ``installed``, else None."""
+    import json
+    import zipfile
+
+    def key(version: str) -> tuple[int, ...]:
+        parts = []
+        for part in version.split(".")[:3]:
+            digits = "".join(ch for ch in part if ch.isdigit())
+            parts.append(int(digits) if digits else 0)
+        return tuple(parts)
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return saved if saved and key(saved) > key(installed) else None
 
 
 def check_not_training(run_dir: Path, what: str) -> None:

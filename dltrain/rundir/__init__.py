@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dltrain.rundir.lock import RunLock, check_unlocked
+from dltrain.rundir.lock import RunLock
 from dltrain.rundir.metrics_log import MetricsLog, read_metrics
 from dltrain.rundir.paths import (
     CONFIG_FILE,

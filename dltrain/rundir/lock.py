@@ -83,6 +83,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot; Linux), so that a reused pid is not taken for it."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in (...) may hold spaces
+    except (IndexError, ValueError):
+        return None
+
+
+def _same_process_alive(pid: int, started: Any) -> bool:
+    """Whether ``pid`` runs and is the process that started at ``started`` (when that was recorded)."""
+    if not _pid_alive(pid):
+        return False
+    return not isinstance(started, int) or _start_ticks(pid) in (None, started)
+
+
 def read_lock(run_dir: Path) -> dict[str, Any] | None:
     """The lock's owner record; None when there is no lock file, ``{}`` when it is unreadable."""
     path = run_dir / LOCK_FILE
@@ -105,15 +123,20 @@ def owner_alive(owner: dict[str, Any], now: float | None = None) -> tuple[bool, 
         return False, "the lock file is unreadable"
     me = machine_identity()
     pid = owner.get("pid")
+    # The same kernel, pid namespace and hostname: a pid names one process (with its start time, not a reused
+    # pid; a namespace's inode number can be reused too, after the namespace is gone). Else only the lease tells.
     same_machine = (
         owner.get("boot_id") is not None
         and owner.get("boot_id") == me["boot_id"]
         and owner.get("pid_ns") == me["pid_ns"]
+        and owner.get("host") == me["host"]
     )
     if same_machine and isinstance(pid, int):
-        if pid == os.getpid():
+        started = owner.get("pid_started")
+        if pid == os.getpid() and started in (None, _start_ticks(pid)):
             return False, "it is this process's own lock"
-        return _pid_alive(pid), f"pid {pid} is {'running' if _pid_alive(pid) else 'gone'} on this machine"
+        alive = _same_process_alive(pid, started)
+        return alive, f"pid {pid} is {'running' if alive else 'gone'} on this machine"
     renewed = owner.get("renewed_unix")
     lease = owner.get("lease_seconds")
     if not isinstance(renewed, int | float) or not isinstance(lease, int | float):
@@ -147,6 +170,7 @@ class RunLock:
         return {
             **machine_identity(),
             "pid": os.getpid(),
+            "pid_started": _start_ticks(os.getpid()),
             "token": self.token,
             "since": self._since,
             "renewed": _now_iso(),
@@ -165,7 +189,7 @@ class RunLock:
                     continue  # released between the two calls
                 alive, why = owner_alive(owner)
                 if alive:
-                    raise _locked(self.path.parent, owner, why)
+                    raise _locked(self.path.parent, owner, why) from None
                 self._take_over(owner, why)
                 continue
             except PermissionError as exc:
