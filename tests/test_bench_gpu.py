@@ -20,7 +20,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (no download in tests)")
+@pytest.mark.skipif(
+    not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (no download in tests)"
+)
 def test_gpu_bench_dry_run_runs_every_runner_and_writes_the_report(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the bench extra (pip install -e '.[bench]') brings PyTorch")
     env = {**os.environ, "PYTHON": sys.executable}

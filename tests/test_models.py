@@ -97,7 +97,9 @@ def test_fused_batch_norm_trains_like_keras_and_keeps_the_biased_moving_variance
         outs = [layer(x, training=True) for layer in (stock, fused)]
         losses = [tf.reduce_sum(out**2) for out in outs]
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-5)
-    grads = [tape.gradient(loss, [x, layer.gamma]) for loss, layer in zip(losses, (stock, fused), strict=True)]
+    grads = [
+        tape.gradient(loss, [x, layer.gamma]) for loss, layer in zip(losses, (stock, fused), strict=True)
+    ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(fused.moving_mean, stock.moving_mean, atol=1e-6)

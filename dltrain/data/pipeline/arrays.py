@@ -89,7 +89,11 @@ class ArrayPipeline:
         # tf.data's default graph rewrites serialise the pipeline, the captured inputs with it: a full copy of
         # the pixels for the run (bench/README.md). Nothing here gains from them (map is parallel already).
         options.experimental_optimization.apply_default_optimizations = False
-        return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(options)
+        return (
+            ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
+        )
 
     def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
         return self.dataset(self.order(seed, epoch, shuffle), skip_batches)
