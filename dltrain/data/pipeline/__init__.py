@@ -34,7 +34,7 @@ def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
     if splits.input_kind == "image_files":
         return ImageFilePipeline(x, y, batch_size, splits)
     pipeline = ArrayPipeline(x, y, batch_size)
-    if pipeline.host is not x:  # an aligned copy that TensorFlow shares: keep it instead, hold the pixels once
+    if pipeline.host is not x:  # TensorFlow shares an aligned copy: hold that one instead, once
         splits.adopt(split, pipeline.host)
     return pipeline
 
