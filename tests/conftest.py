@@ -13,6 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The image-check verdict cache (dltrain.data.images) in a folder of this session, not ~/.cache."""
+    os.environ.setdefault("DLTRAIN_CACHE_DIR", str(tmp_path_factory.mktemp("dltrain-cache")))
+
+
 def dltrain_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("dltrain")
     if exe.exists():
