@@ -213,7 +213,8 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_clust
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    setting, precision_reason = cfg.mixed_precision, "set in runtime.mixed_precision"
+    setting: str = cfg.mixed_precision
+    precision_reason = "set in runtime.mixed_precision"
     if setting == "auto":
         setting, precision_reason = _auto_precision()
         if multi is not None:
