@@ -72,7 +72,7 @@ lint: install
 schema: install
 	$(BIN)/dltrain config schema --output dltrain.schema.json
 
-# The benchmark (bench/README.md): dltrain vs plain Keras vs PyTorch on Fashion-MNIST, 45-75 minutes on
+# The benchmark (bench/README.md): dltrain vs plain Keras vs PyTorch on Fashion-MNIST, 65-110 minutes on
 # 2 cores; writes bench/RESULTS.md. bench-quick: one round and fewer runs; bench-smoke: 2,048 images, minutes.
 BENCH_STAMP := $(VENV)/.installed-bench
 
