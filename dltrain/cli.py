@@ -37,6 +37,10 @@ config_app = typer.Typer(help="Show a resolved config or the config's JSON Schem
 app.add_typer(config_app, name="config")
 data_app = typer.Typer(help="Look at a config's data before training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(
+    help="List run directories and compare runs (reads small files only).", no_args_is_help=True
+)
+app.add_typer(runs_app, name="runs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -166,6 +170,45 @@ def evaluate(
     command.run(run, split, top_k, verbose)
 
 
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory written by dltrain fit.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, folders (searched recursively) or quoted patterns: images, arrays, CSVs or texts, as the "
+            "run was trained on.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the rows to this file (atomically) instead of stdout."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    top_k: Annotated[int, typer.Option(help="Classes (with probabilities) per row, best first.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Examples per batch through the model.")] = 256,
+    labelled: Annotated[
+        bool,
+        typer.Option(
+            "--labelled", help="Compare with the labels: class folders, a CSV's label column, an .npz's y."
+        ),
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip unreadable images (counted) instead of stopping.")
+    ] = False,
+    column: Annotated[
+        str | None, typer.Option(help="Text runs: the CSV column that holds the texts.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Predict new data with a run's best model: one row per input (id, class, probability, top-k)."""
+    from dltrain.commands import predict as command
+
+    command.run(run, inputs, output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+
+
 @data_app.command("inspect")
 @handle_errors
 def data_inspect(
@@ -180,6 +223,88 @@ def data_inspect(
     from dltrain.commands import inspect_data as command
 
     command.run(config, set_ or [], runs_dir, fail_on_duplicates)
+
+
+@app.command()
+@handle_errors
+def sweep(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Experiment config with a sweep: section (or use --param).", show_default=False),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="KEY=loguniform(LOW,HIGH) | uniform(LOW,HIGH) | int(LOW,HIGH) | choice(V1,V2,...).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Number of trials (default: sweep.trials).", min=1)
+    ] = None,
+    set_: SetOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    sweep_dir: Annotated[
+        Path | None,
+        typer.Option("--sweep-dir", help="Exact sweep directory (default: RUNS_DIR/<name>-sweep-<time>)."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL: sqlite:///..., postgresql://..., journal:/shared/study.log."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a stopped sweep, or join a running one, in SWEEP_DIR.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Hyper-parameter search on Optuna: each trial a run directory trained by a child dltrain fit."""
+    from dltrain.commands import sweep as command
+
+    code = command.run(config, set_ or [], param or [], trials, runs_dir, sweep_dir, storage, resume, verbose)
+    if code:
+        raise typer.Exit(code)
+
+
+@runs_app.command("ls")
+@handle_errors
+def runs_ls(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder that holds run directories.")] = Path("runs"),
+    sort: Annotated[
+        str | None,
+        typer.Option(help="Sort by a column (name, status, best, test, cpu_s, started, ...); -KEY reverses."),
+    ] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter", help="KEY OP VALUE, e.g. status=finished or 'best>0.9' (repeatable: all must hold)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list instead of the table.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list lr-find, inspect and sweep folders.")
+    ] = False,
+) -> None:
+    """One row per run: status (a dead run's stale 'running' detected), kinds, epochs, best and test scores."""
+    from dltrain.commands import runs as command
+
+    command.ls(runs_dir, sort, filter_ or [], as_json, show_all)
+
+
+@runs_app.command("compare")
+@handle_errors
+def runs_compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The overlaid learning curves (default: compare.png)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
+) -> None:
+    """The config keys that differ, best and test scores side by side, and their learning curves overlaid."""
+    from dltrain.commands import runs as command
+
+    command.compare(runs, output, as_json)
 
 
 @config_app.command("show")

@@ -16,3 +16,7 @@ def run(run_dir: Path, split: str, top_k: int, verbose: bool) -> None:
 
     report = evaluation.evaluate_run(run_dir, split, top_k=top_k)
     evaluation.print_report(report, stdout)
+    from dltrain.experiments.tracking import log_eval
+    from dltrain.rundir import read_run_config
+
+    log_eval(run_dir, read_run_config(run_dir).tracking, split, report.summary)

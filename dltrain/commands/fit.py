@@ -29,6 +29,10 @@ def run(
             "--set needs CONFIG: pass the run's config (RUN/config.yaml) with the changed keys."
         )
     cfg = load_config(config, overrides) if config is not None else None
+    if cfg is not None and cfg.tracking is not None:
+        from dltrain.experiments.tracking import require_mlflow
+
+        require_mlflow()  # exit 2 naming the extra, before TensorFlow and before any run directory
     set_tf_config_from_flags(workers, worker_index)
     setup_logging(verbose)
     if resume is not None:

@@ -115,7 +115,11 @@ def _kind_first(node: Any) -> Any:
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data, every default filled in."""
-    return _kind_first(json.loads(cfg.model_dump_json()))
+    data = _kind_first(json.loads(cfg.model_dump_json()))
+    for optional in ("sweep", "tracking"):  # sections that are off unless given: absent, not `null`
+        if data.get(optional) is None:
+            data.pop(optional, None)
+    return data
 
 
 class _Dumper(yaml.SafeDumper):

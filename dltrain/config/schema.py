@@ -427,12 +427,87 @@ class LrFindConfig(_Strict):
         return self
 
 
+IntRange = Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class SweepParam(_Strict):
+    """One search dimension: exactly one of loguniform / uniform / int / choice (see ``dltrain sweep``)."""
+
+    loguniform: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[low, high], sampled on a log scale (low > 0)."
+    )
+    uniform: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[low, high], sampled uniformly."
+    )
+    int: IntRange | None = Field(None, description="[low, high], integers, both ends included.")
+    choice: Annotated[list[Any], Field(min_length=1)] | None = Field(
+        None, description="The values to choose from (any YAML values, lists included)."
+    )
+    step: Annotated[float, Field(gt=0)] | None = Field(None, description="Step of a uniform or int range.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SweepParam:
+        given = [k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of loguniform: [low, high], uniform: [low, high], int: [low, high] or "
+                f"choice: [values...] (got {', '.join(given) or 'none'})"
+            )
+        bounds = self.loguniform or self.uniform or self.int
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"the range [{bounds[0]}, {bounds[1]}] must go up: low < high")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform needs low > 0 (got {self.loguniform[0]}); use uniform for 0")
+        return self
+
+
+class SweepConfig(_Strict):
+    """``dltrain sweep``: a hyper-parameter search on Optuna; ``dltrain fit`` ignores this section."""
+
+    trials: PositiveInt = Field(20, description="How many trials to run (over every sweep process).")
+    metric: Monitor | None = Field(None, description="The metric to optimise; default: train.monitor.")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="auto: minimize losses and errors, maximize accuracy."
+    )
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="grid: every combination (int, choice)."
+    )
+    pruner: Literal["median", "none"] = Field(
+        "median",
+        description="median: stop a trial whose epoch metric is worse than the median of earlier trials.",
+    )
+    startup_trials: Annotated[int, Field(ge=0)] = Field(
+        5, description="Trials that finish before the median pruner prunes anything."
+    )
+    warmup_epochs: Annotated[int, Field(ge=0)] = Field(0, description="Epochs of each trial never pruned.")
+    params: dict[str, SweepParam] = Field(
+        default_factory=dict,
+        description="Config key (dotted) -> its search range, e.g. optimizer.learning_rate.",
+    )
+
+
+class TrackingConfig(_Strict):
+    """Send params, per-epoch metrics, eval metrics and artefacts to an experiment tracker (off by default)."""
+
+    kind: Literal["mlflow"] = "mlflow"
+    uri: str | None = Field(
+        None, description="Tracking URI: default sqlite:///<runs folder>/mlflow.db; or http://host:5000."
+    )
+    experiment: str | None = Field(None, description="Experiment name; default: the config's name.")
+    artifacts: bool = Field(True, description="Upload model.keras and the plots at the end.")
+    timeout: Annotated[float, Field(gt=0)] = Field(
+        5.0,
+        description="Seconds a tracking call may take before it is given up (training never waits longer).",
+    )
+
+
 class Config(_Strict):
     """A whole experiment."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
-        42, description="Seeds weights, shuffling and splits: 0 to 2**32 - 1 (TensorFlow's and NumPy's range)."
+        42,
+        description="Seeds weights, shuffling and splits: 0 to 2**32 - 1 (TensorFlow's and NumPy's range).",
     )
     data: DataConfig
     model: ModelConfig
@@ -441,8 +516,10 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     lr_find: LrFindConfig = Field(default_factory=LrFindConfig)
-
-
+    sweep: SweepConfig | None = Field(None, description="dltrain sweep's search space (ignored by fit).")
+    tracking: TrackingConfig | None = Field(
+        None, description="Experiment tracking (MLflow); off when absent."
+    )
 
 
 def _kinds(annotation: Any) -> dict[str, type[BaseModel]]:
@@ -463,6 +540,9 @@ KINDS: dict[str, dict[str, type[BaseModel]]] = {
 }
 
 __all__ = [
+    "SweepConfig",
+    "SweepParam",
+    "TrackingConfig",
     "Activation",
     "AdamOptimizer",
     "AdamWOptimizer",

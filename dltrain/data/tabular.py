@@ -538,6 +538,9 @@ def _state(
             "categorical": encoder.categorical,
             "inputs": encoder.input_names(),
         },
+        # model.keras takes these raw columns, one named input each (dltrain.models.tabular.raw_columns);
+        # the encoding below is built into it, and the training pipeline feeds the encoded row to the body.
+        "model_inputs": "raw columns",
         "categorical_encoding": encoder.encoding,
         "categories": encoder.categories,
         "unknown_category": "all zeros" if encoder.encoding == "one_hot" else f"code {UNKNOWN_CODE}",
@@ -549,3 +552,34 @@ def _state(
         },
         "files": {split: str(part.table.path) for split, part in parts.items()},
     }
+
+
+RAW_OOV = "\x00[OOV]"  # what no cell holds: StringLookup maps it to the out-of-vocabulary index, as unseen
+
+
+def raw_columns(x: np.ndarray, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Encoded rows (numeric columns, then one-hot blocks or codes) back to raw columns, each (n, 1): what a
+    ``model.keras`` with raw-column inputs takes. An unseen category (all zeros, or code 0) becomes ``RAW_OOV``."""
+    columns = state["columns"]
+    categories = state.get("categories") or {}
+    one_hot = state.get("categorical_encoding", "one_hot") == "one_hot"
+    out: dict[str, np.ndarray] = {}
+    pos = 0
+    for name in columns["numeric"]:
+        out[name] = x[:, pos : pos + 1].astype(np.float32)
+        pos += 1
+    for name in columns["categorical"]:
+        vocabulary = np.asarray([RAW_OOV, *categories[name]], dtype=object)
+        if one_hot:
+            block = x[:, pos : pos + len(categories[name])]
+            codes = (
+                np.where(block.max(axis=1) > 0, block.argmax(axis=1) + 1, 0)
+                if block.size
+                else np.zeros(len(x))
+            )
+            pos += len(categories[name])
+        else:
+            codes = x[:, pos]
+            pos += 1
+        out[name] = vocabulary[np.asarray(codes, dtype=np.int64)][:, None]
+    return out

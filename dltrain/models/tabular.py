@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from dltrain.models.common import normalization
 
@@ -42,3 +43,46 @@ def build(x: keras.KerasTensor, stem: dict[str, Any]) -> keras.KerasTensor:
         )(code)
         parts.append(keras.layers.Flatten(name=f"embedded_{j}")(vectors))
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+
+
+# ------------------------------------------------------------------------------------------ raw columns
+
+
+def raw_columns(model: keras.Model, state: dict[str, Any]) -> keras.Model:
+    """``model`` (which takes the encoded row) behind one named Input per raw CSV column, as
+    ``keras.utils.FeatureSpace`` does: numeric columns float32 of shape (1,), categorical ones strings of shape (1,).
+
+    The encoding the training rows taught (``data/state.json``: ``columns``, ``categories``,
+    ``categorical_encoding``) becomes built-in Keras layers, so ``model.keras`` takes raw rows and loads with
+    ``safe_mode=True``: a ``StringLookup`` per categorical column (its vocabulary the training rows' sorted
+    categories, one out-of-vocabulary index 0), then one-hot columns (the OOV column cropped off: an unseen category
+    is all zeros) or the category code as a float (``Dense`` with fixed weights 0..n: 0 for an unseen one), exactly
+    the rows ``dltrain.data.tabular`` encodes.
+    """
+    columns = state["columns"]
+    numeric, categorical = list(columns["numeric"]), list(columns["categorical"])
+    categories = state.get("categories") or {}
+    one_hot = state.get("categorical_encoding", "one_hot") == "one_hot"
+    inputs: dict[str, keras.KerasTensor] = {}
+    parts = []
+    for name in numeric:
+        inputs[name] = keras.Input(shape=(1,), dtype="float32", name=name)
+        parts.append(inputs[name])
+    for j, name in enumerate(categorical):
+        vocabulary = list(categories[name])
+        inputs[name] = keras.Input(shape=(1,), dtype="string", name=name)
+        lookup = keras.layers.StringLookup(
+            vocabulary=vocabulary, num_oov_indices=1, output_mode="one_hot", name=f"lookup_{j}"
+        )(inputs[name])
+        width = len(vocabulary) + 1
+        if one_hot:
+            cells = keras.layers.Reshape((width, 1), name=f"one_hot_{j}_cells")(lookup)
+            cropped = keras.layers.Cropping1D((1, 0), name=f"one_hot_{j}_known")(cells)
+            parts.append(keras.layers.Reshape((width - 1,), name=f"one_hot_{j}")(cropped))
+        else:
+            to_code = keras.layers.Dense(1, use_bias=False, trainable=False, name=f"code_of_{j}")
+            code = to_code(lookup)
+            to_code.set_weights([np.arange(width, dtype=np.float32)[:, None]])
+            parts.append(code)
+    row = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="encoded_row")(parts)
+    return keras.Model(inputs, model(row), name=model.name)

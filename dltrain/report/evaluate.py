@@ -24,7 +24,7 @@ from dltrain.data.images import display_images
 from dltrain.data.state import check_same_data
 from dltrain.errors import DataError, RunDirError
 from dltrain.fsutil import atomic_write_json, atomic_write_text, file_sha256
-from dltrain.report import metrics, plots
+from dltrain.report import interpret, metrics, plots
 from dltrain.rundir import SCHEMA_VERSION, read_run_config, read_run_json
 from dltrain.rundir.lock import describe_owner, live_owner
 
@@ -41,7 +41,8 @@ class EvalReport:
     top: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _load_model(path: Path, status: str) -> Any:
+def load_run_model(path: Path, status: str) -> Any:
+    """A run's ``model.keras`` for inference; missing or damaged is a ``RunDirError`` (exit 5)."""
     if not path.is_file():
         hint = "the run has not finished" if status == "running" else f"the run's status is {status!r}"
         raise RunDirError(f"{path}: no model in this run ({hint}). Train it with dltrain fit first.")
@@ -121,7 +122,9 @@ def model_record(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     if exported is not None:
         out["matches_fit"] = exported.get("sha256") == sha
         if not out["matches_fit"]:
-            log.warning("%s is not the model fit exported (checksum differs): scoring the file as it is now", path)
+            log.warning(
+                "%s is not the model fit exported (checksum differs): scoring the file as it is now", path
+            )
     return out
 
 
@@ -155,14 +158,22 @@ def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size
         log.warning("%s", warning)
     runtime = _local_runtime(cfg)
     with runtime.strategy.scope():  # predict is distributed over the same devices as training
-        model = _load_model(run_dir / "model.keras", str(record.get("status")))
+        model = load_run_model(run_dir / "model.keras", str(record.get("status")))
     _check_fits(model, splits, split)
     # A batch that divides over the replicas, as in fit; the last one may be short.
     batch_size = max(runtime.replicas, batch_size - batch_size % runtime.replicas)
     from dltrain.data.pipeline import make_pipeline
 
-    data = make_pipeline(splits, split, batch_size).evaluation()  # image folders stream from disk here too
-    outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
+    if isinstance(model.input, dict):  # a csv model that takes the raw columns (one named input each)
+        outputs = np.asarray(
+            model.predict(raw_column_inputs(x, splits.state), batch_size=batch_size, verbose=0)
+        )
+        outputs = outputs.astype(np.float64)
+    else:
+        data = make_pipeline(
+            splits, split, batch_size
+        ).evaluation()  # image folders stream from disk here too
+        outputs = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
     out_dir = run_dir / "eval" / split
     out_dir.mkdir(parents=True, exist_ok=True)
     common = {
@@ -197,8 +208,27 @@ def _check_class_names(run_dir: Path, splits: Splits) -> None:
         )
 
 
+def raw_column_inputs(x: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
+    """Encoded csv rows as the raw columns a ``model.keras`` with named inputs takes (strings as tf strings)."""
+    import tensorflow as tf
+
+    from dltrain.data.tabular import raw_columns
+
+    return {k: tf.constant(v) if v.dtype == object else v for k, v in raw_columns(x, state).items()}
+
+
 def _check_fits(model: Any, splits: Splits, split: str) -> None:
-    want_shape = tuple(model.inputs[0].shape[1:])
+    if isinstance(model.input, dict):
+        columns = splits.state.get("columns") or {}
+        wanted = [*columns.get("numeric", []), *columns.get("categorical", [])]
+        if sorted(model.input) != sorted(wanted):
+            raise DataError(
+                f"the model takes columns {', '.join(sorted(model.input))} but the {split} data has "
+                f"{', '.join(sorted(wanted))}."
+            )
+        want_shape = splits.input_shape
+    else:
+        want_shape = tuple(model.inputs[0].shape[1:])
     if want_shape != splits.input_shape:
         raise DataError(
             f"the model takes inputs of shape {want_shape} but the {split} data has {splits.input_shape}."
@@ -277,7 +307,54 @@ def _classification_report(
             [t["probability"] for t in top],
             out_dir / "top_losses.png",
         )
+    _interpretation(splits, split, y, probs, losses, cm, out_dir, top_k)
     return EvalReport(run_dir, split, summary, per_class, out_dir, top)
+
+
+def _interpretation(
+    splits: Splits,
+    split: str,
+    y: np.ndarray,
+    probs: np.ndarray,
+    losses: np.ndarray,
+    cm: np.ndarray,
+    out_dir: Path,
+    top_k: int,
+) -> None:
+    """fast.ai's interpretation: most confident correct / wrong, most uncertain (CSV, and image grids), and the
+    most confused class pairs with counts (``most_confused.csv``)."""
+    pred = probs.argmax(axis=1)
+    columns = ["index", "item", "true", "predicted", "probability", "true_probability", "loss"]
+    for view, idx in interpret.select(probs, y, top_k).items():
+        rows: list[dict[str, Any]] = [
+            {
+                "index": int(i),
+                "item": _item(splits, split, int(i)),
+                "true": splits.class_names[int(y[i])],
+                "predicted": splits.class_names[int(pred[i])],
+                "probability": float(probs[i, pred[i]]),
+                "true_probability": float(probs[i, y[i]]),
+                "loss": float(losses[i]),
+            }
+            for i in idx
+        ]
+        _write_csv(out_dir / f"{view}.csv", columns, rows)
+        images = display_images(splits, split, idx) if len(idx) else None
+        if images is not None:
+            plots.plot_top_losses(
+                images,
+                [r["true"] for r in rows],
+                [r["predicted"] for r in rows],
+                [r["loss"] for r in rows],
+                [r["probability"] for r in rows],
+                out_dir / f"{view}.png",
+                title=f"{view.replace('_', ' ')}: prediction / actual / loss / probability",
+            )
+    _write_csv(
+        out_dir / "most_confused.csv",
+        ["actual", "predicted", "count"],
+        interpret.most_confused(cm, splits.class_names),
+    )
 
 
 def _regression_report(

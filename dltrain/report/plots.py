@@ -199,6 +199,7 @@ def plot_top_losses(
     probs: ArrayLike,
     path: str | os.PathLike[str],
     ncols: int = 4,
+    title: str = "prediction / actual / loss / probability",
 ) -> None:
     """A grid of the worst-predicted images, titled ``pred/true/loss/prob`` like fast.ai's plot_top_losses.
 
@@ -211,6 +212,7 @@ def plot_top_losses(
             (fastai v2 shows the predicted class's, v1 showed the true class's).
         path: Where the PNG goes.
         ncols: Tiles per row.
+        title: The figure's title (the interpretation grids reuse this plot).
 
     Raises:
         ValueError: on inconsistent lengths, a bad image shape or ``ncols < 1``.
@@ -236,7 +238,7 @@ def plot_top_losses(
     nrows = max(1, math.ceil(n / cols))
     fig = _figure(figsize=(2.6 * cols, 2.9 * nrows + 0.4), layout="tight")
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
-    fig.suptitle("prediction / actual / loss / probability")
+    fig.suptitle(title)
     for k, ax in enumerate(axes):
         ax.set_axis_off()
         if k >= n:
@@ -318,4 +320,50 @@ def plot_samples_per_class(
         axes[r, 0].text(
             -0.1, 0.5, str(name), transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9
         )
+    _save(fig, path)
+
+
+def plot_compare_curves(
+    labels: Sequence[str], runs: Sequence[Sequence[Mapping[str, Any]]], path: str | os.PathLike[str]
+) -> None:
+    """Several runs' learning curves overlaid (``dltrain runs compare``): one colour per run, training
+    solid and validation dashed, one panel per metric any of them recorded."""
+    panels = []
+    for title, keys in (
+        ("loss", ("loss", "val_loss")),
+        ("accuracy", ("accuracy", "val_accuracy")),
+        ("mean absolute error", ("mae", "val_mae")),
+    ):
+        if any(np.isfinite(_column(rows, key)).any() for rows in runs for key in keys):
+            panels.append((title, keys))
+    ncols = max(len(panels), 1)
+    fig = _figure(figsize=(5.5 * ncols, 4.2), layout="tight")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    if not panels:
+        axes[0].text(0.5, 0.5, "no metrics recorded", ha="center", va="center")
+        axes[0].set_axis_off()
+    colours = [f"C{i % 10}" for i in range(len(runs))]
+    for ax, (title, keys) in zip(axes, panels, strict=False):
+        for label, rows, colour in zip(labels, runs, colours, strict=True):
+            epochs = _column(rows, "epoch")
+            if not np.isfinite(epochs).all():
+                epochs = np.arange(1, len(rows) + 1, dtype=np.float64)
+            for key in keys:
+                values = _column(rows, key)
+                ok = np.isfinite(values)
+                if ok.any():
+                    style = "--" if key.startswith("val_") else "-"
+                    ax.plot(
+                        epochs[ok],
+                        values[ok],
+                        style,
+                        color=colour,
+                        marker="o",
+                        markersize=3,
+                        label=f"{label} {key}",
+                    )
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
     _save(fig, path)

@@ -11,6 +11,7 @@ order, what happened:
         on_epoch_end(loop, epoch, logs)     logs: the metrics.csv row (loss, accuracy|mae, val_*, ...)
       on_phase_end(loop, phase)
     on_train_end(loop, result)              only when training ends normally (not on an exception)
+    on_exported(loop, run_dir)              fit only, after model.keras and the plots are written
     close()                                 always, last: release a progress bar, a file
 
 A handler may end the run cleanly after the current epoch with ``loop.request_stop(reason)`` (early stopping,
@@ -111,6 +112,9 @@ class Handler:
     def on_phase_end(self, loop: TrainingLoop, phase: Phase) -> None: ...
 
     def on_train_end(self, loop: TrainingLoop, result: FitResult) -> None: ...
+
+    def on_exported(self, loop: TrainingLoop, run_dir: Path) -> None:
+        """After the fit wrote model.keras and the plots (not called by lr-find); tracking uploads them here."""
 
     def close(self) -> None:
         """Release what the handler holds (a progress bar, a file); called however the loop ended."""

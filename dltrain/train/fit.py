@@ -47,6 +47,7 @@ from dltrain.train.events import Handler
 from dltrain.train.handlers import standard_handlers
 from dltrain.train.handlers.callbacks import load_callbacks
 from dltrain.train.handlers.lock_guard import LockGuard
+from dltrain.train.handlers.tracking import Tracking
 from dltrain.train.loop import FitResult, Phase, TrainingLoop, metric_columns
 from dltrain.train.lr_sweep import run_lr_find
 from dltrain.train.optimizers import TableSchedule, lr_table
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 # Keys that may differ between a run's config and the one given to --resume; anything else changes what
 # the checkpoint means and is refused. Callbacks run beside the training and keep no checkpointed state.
-SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks")
+SAFE_TO_CHANGE = ("train.epochs", "train.early_stopping.patience", "train.callbacks", "tracking", "sweep")
 
 
 @dataclass
@@ -332,6 +333,8 @@ def _train(
             handlers.insert(1, faults.FaultHandler(active_faults, runtime.workers))
         if lock is not None:
             handlers.insert(0, LockGuard(lock))
+        if cfg.tracking is not None:
+            handlers.append(Tracking(cfg, run_dir, resume))
         handlers.extend(prepared.callbacks)
         loop = TrainingLoop(cfg, step, run_dir, phases(cfg), handlers, lr_values)
         record.update(
@@ -365,6 +368,8 @@ def _train(
         plots.plot_learning_curves(
             read_metrics(run_dir / METRICS_FILE), run_dir / "plots" / "learning_curves.png"
         )
+        for handler in handlers:
+            handler.on_exported(loop, run_dir)
     best_row = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     record.update(
         epochs_run=result.epochs_run,
@@ -399,6 +404,10 @@ def export_best(loop: TrainingLoop) -> dict[str, Any]:
         epoch = best_epoch
     splits = loop.step.splits
     model = with_outputs(loop.step.model, splits.task, splits.target_mean, splits.target_std)
+    if splits.state.get("model_inputs") == "raw columns":  # csv: one named input per raw column
+        from dltrain.models.tabular import raw_columns
+
+        model = raw_columns(model, splits.state)
     path = save_model_atomic(portable(model), loop.run_dir / "model.keras")
     return {"file": path.name, "epoch": epoch, "source": source, "sha256": file_sha256(path)}
 

@@ -18,6 +18,8 @@ from dltrain.train.handlers.early_stopping import EarlyStopping
 from dltrain.train.handlers.guard import NonFiniteGuard
 from dltrain.train.handlers.metrics_csv import MetricsCsv
 from dltrain.train.handlers.progress import Progress
+from dltrain.train.handlers.pruning import SweepPruning
+from dltrain.train.handlers.pruning import from_env as sweep_pruning_from_env
 from dltrain.train.handlers.tensorboard import TensorBoard
 from dltrain.train.step import TrainStep
 
@@ -32,6 +34,9 @@ def standard_handlers(cfg: Config, step: TrainStep, run_dir: Path, columns: list
     ]
     if cfg.train.early_stopping is not None:
         handlers.append(EarlyStopping(cfg.train.early_stopping, strategy))
+    pruning = sweep_pruning_from_env()  # a `dltrain sweep` trial: report epochs, stop when pruned
+    if pruning is not None:
+        handlers.append(pruning)
     handlers += [
         Checkpointing(cfg.train.checkpoint_every_steps),
         TensorBoard(run_dir, step.splits.metric),
@@ -47,6 +52,7 @@ __all__ = [
     "MetricsCsv",
     "NonFiniteGuard",
     "Progress",
+    "SweepPruning",
     "TensorBoard",
     "standard_handlers",
 ]
