@@ -6,11 +6,27 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _reset_policy() -> None:
+    keras = sys.modules.get("keras")  # never imported here: light tests stay without TensorFlow
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy() -> Iterator[None]:
+    """Each test runs under Keras's default float32 policy: an in-process fit sets the global policy
+    (bfloat16 under `mixed_precision: auto` on a CPU with native bf16), which would leak into the next test."""
+    _reset_policy()
+    yield
+    _reset_policy()
 
 
 @pytest.fixture(autouse=True, scope="session")
