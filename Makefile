@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,all]"
 	touch $(STAMP)
 
 # Trains a CNN on scikit-learn's bundled 8x8 digits (offline), then scores it on the held-out test split.
@@ -62,7 +62,7 @@ test-python:
 	echo "Python $$want: $$py ($$("$$py" -c 'import sys; print(sys.version.split()[0])'))"; \
 	test -x $(@D)/bin/python || "$$py" -m venv $(@D)
 	$(@D)/bin/python -m pip install --quiet --upgrade pip
-	$(@D)/bin/python -m pip install --quiet -e ".[dev]"
+	$(@D)/bin/python -m pip install --quiet -e ".[dev,all]"
 	touch $@
 
 lint: install

@@ -173,15 +173,28 @@ def evaluate(
 @app.command()
 @handle_errors
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run directory written by dltrain fit.", show_default=False)],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory written by dltrain fit (with --model: the first input).", show_default=False
+        ),
+    ],
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Files, folders (searched recursively) or quoted patterns: images, arrays, CSVs or texts, as the "
             "run was trained on.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="An onnx or litert folder from dltrain export: predict with it, without TensorFlow "
+            "(then every argument is an input).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the rows to this file (atomically) instead of stdout."),
@@ -204,9 +217,34 @@ def predict(
     verbose: VerboseOpt = False,
 ) -> None:
     """Predict new data with a run's best model: one row per input (id, class, probability, top-k)."""
+    if model is not None:
+        from dltrain.commands import predict_export
+
+        items = [str(run), *(inputs or [])]
+        predict_export.run(model, items, output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+        return
     from dltrain.commands import predict as command
 
-    command.run(run, inputs, output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+    command.run(run, inputs or [], output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+
+
+@app.command()
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory written by dltrain fit.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="saved_model, onnx or litert.")] = "saved_model",
+    quantize: Annotated[
+        str, typer.Option(help="none, float16, dynamic (int8 weights) or int8 (calibrated on training data).")
+    ] = "none",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The export folder (default RUN/export/FORMAT[-Q]).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export a run's model (SavedModel, ONNX, LiteRT), checked against model.keras on the test split."""
+    from dltrain.commands import export as command
+
+    command.run(run, fmt, quantize, output, verbose)
 
 
 @data_app.command("inspect")

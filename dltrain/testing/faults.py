@@ -10,6 +10,8 @@ Forms (several separated by ``;``):
     kill@checkpoint-write=2 the same during the second checkpoint write
     sigint@checkpoint-write=2  Ctrl-C as the second checkpoint write starts (the write must still finish)
     sigterm@lr-find=5       SIGTERM after step 5 of a learning-rate sweep (lr-find, or fit's learning_rate: auto)
+    perturb@export          dltrain export: negate the last layer's weights before the artefact is written, so
+                            the artefact's check against model.keras fails for real (alone; read by the exporter)
 """
 
 from __future__ import annotations
