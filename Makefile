@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-python lint schema clean-runs bench bench-quick bench-smoke
+.PHONY: install demo test test-all test-python lint schema clean-runs bench bench-quick bench-smoke bench-gpu
 
 install: $(STAMP)
 
@@ -72,7 +72,7 @@ lint: install
 schema: install
 	$(BIN)/dltrain config schema --output dltrain.schema.json
 
-# The benchmark (bench/README.md): dltrain vs plain Keras vs PyTorch on Fashion-MNIST, 45-75 minutes on
+# The benchmark (bench/README.md): dltrain vs plain Keras vs PyTorch on Fashion-MNIST, 65-110 minutes on
 # 2 cores; writes bench/RESULTS.md. bench-quick: one round and fewer runs; bench-smoke: 2,048 images, minutes.
 BENCH_STAMP := $(VENV)/.installed-bench
 
@@ -88,3 +88,8 @@ bench-quick: $(BENCH_STAMP)
 
 bench-smoke: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --mode smoke
+
+# On a machine with an NVIDIA GPU: dltrain vs plain Keras vs PyTorch, float32 / mixed precision / XLA, in under
+# 10 minutes after the install (bench/gpu.sh installs TensorFlow with CUDA and PyTorch into .venv-gpu).
+bench-gpu:
+	bench/gpu.sh

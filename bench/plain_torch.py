@@ -42,13 +42,20 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (bench/gpu.sh)")
+    parser.add_argument(
+        "--amp", action="store_true", help="automatic mixed precision (float16 + loss scaling)"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     data = load_npz(args.data)
-    x = torch.from_numpy(data["x_train"])  # uint8 (N, 28, 28)
-    y = torch.from_numpy(data["y_train"].astype("int64"))
-    model = build_model()
+    x = torch.from_numpy(data["x_train"]).to(device)  # uint8 (N, 28, 28)
+    y = torch.from_numpy(data["y_train"].astype("int64")).to(device)
+    model = build_model().to(device)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     params = sum(p.numel() for p in model.parameters())
@@ -57,17 +64,19 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         t0, c0 = time.monotonic(), cpu_seconds()
         model.train()
-        order = torch.randperm(len(y))
+        order = torch.randperm(len(y), device=device)
         loss_sum, correct = 0.0, 0
         for start in range(0, len(y), args.batch_size):
             idx = order[start : start + args.batch_size]
             xb = x[idx].unsqueeze(1).float().div_(255.0)
             yb = y[idx]
             optimizer.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            optimizer.step()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss_sum += loss.item() * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
         record = EpochRecord(

@@ -108,6 +108,59 @@ def throughput(section: dict[str, Any], goals: list[list[str]]) -> str:
     return "".join(out)
 
 
+GOAL_RECOMMENDED_DEFAULTS = 2.0  # dltrain defaults / plain Keras float32, images per CPU-second
+GOAL_RECOMMENDED_FLOAT32 = 1.3  # dltrain float32 / plain Keras float32
+
+
+def recommended(section: dict[str, Any], goals: list[list[str]]) -> str:
+    runs = section["runs"]
+    out = [
+        "## 1b. The recommended network\n\n",
+        "`configs/fashion_mnist_cnn.yaml`'s network (conv-BatchNorm-relu-pool x2, dense 128; 421,930 parameters, 421,738 of them trainable) "
+        "as a plain Keras `model.fit` script in float32 (`bench/plain_keras.py --network recommended`: stock "
+        "layers, Adam 1e-3), dltrain with its defaults (`mixed_precision: auto`, the fused batch norm) and "
+        f"dltrain in float32 (`runtime.mixed_precision=off`); dltrain with `--set` {', '.join(section['sets'])}, "
+        f"so all train on the same images without a validation pass. {section['epochs_per_run']} epochs per run, "
+        "the first dropped; per-epoch CPU-s as in section 1. Test accuracy: the plain script's after its last "
+        "epoch, dltrain's from `dltrain evaluate` (few epochs: a sanity check, not the accuracy goal).\n\n",
+    ]
+    rows, cpu_by_round = [], {}
+    for runner, rs in runs.items():
+        cpu = [e["cpu_seconds"] for r in rs for e in measured_epochs(r)]
+        images = rs[0]["train_images"]
+        cpu_by_round[runner] = [med(e["cpu_seconds"] for e in measured_epochs(r)) for r in rs]
+        rows.append([
+            runner, rs[0].get("precision", "float32"), f"{rs[0]['parameters']:,}", f"{images:,}", spread(cpu),
+            f"{images / med(cpu):.0f}", spread([r["process"]["cpu"] for r in rs]),
+            spread([r["test_accuracy"] for r in rs if r.get("test_accuracy") is not None], "{:.4f}"),
+        ])  # fmt: skip
+    out.append(table(["runner", "precision", "parameters", "images/epoch", "CPU-s/epoch", "images/CPU-s",
+                      "process CPU-s", "test accuracy"], rows))  # fmt: skip
+    out.append("\nRatios of images per CPU-second, paired by round (the same images, so the ratio of CPU-s per "
+               "epoch); the raw CPU-s per epoch of each pair beside it:\n\n")  # fmt: skip
+    ratio_rows = []
+    for runner, goal, name in (
+        (
+            "dltrain",
+            GOAL_RECOMMENDED_DEFAULTS,
+            "1b. recommended network, dltrain defaults vs plain Keras float32",
+        ),
+        ("dltrain_float32", GOAL_RECOMMENDED_FLOAT32, "1c. recommended network, both float32"),
+    ):
+        if runner not in cpu_by_round or "keras" not in cpu_by_round:
+            continue
+        pairs = list(zip(cpu_by_round["keras"], cpu_by_round[runner], strict=False))
+        paired = [k / d for k, d in pairs]
+        raw = "; ".join(f"{k:.1f} / {d:.1f}" for k, d in pairs)
+        ok = med(paired) >= goal
+        ratio_rows.append([f"{runner} / keras", spread(paired, "{:.2f}"), raw, f">= {goal:.1f}x", met(ok)])
+        goals.append(
+            [name, f">= {goal:.1f}x images/CPU-s", f"{med(paired):.2f}x (CPU-s/epoch {raw})", met(ok)]
+        )
+    out.append(table(["ratio", "per CPU-second", "keras / dltrain CPU-s per epoch", "goal", ""], ratio_rows))
+    return "".join(out)
+
+
 def memory(section: dict[str, Any], goals: list[list[str]]) -> str:
     runs = section["runs"]
     rows = [[r, spread([x["process"]["max_rss_mb"] for x in rs], "{:.0f}")] for r, rs in runs.items()]
@@ -379,6 +432,8 @@ def render(results: dict[str, Any]) -> str:
     body: list[str] = []
     if "throughput" in sections:
         body.append(throughput(sections["throughput"], goals))
+    if "recommended" in sections:
+        body.append(recommended(sections["recommended"], goals))
     sweep = None
     lr_text = ""
     if "lr_find" in sections:

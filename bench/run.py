@@ -39,7 +39,12 @@ RECOMMENDED = Path("configs") / "fashion_mnist_cnn.yaml"  # dltrain's recommende
 # Its quickest config (time to 90%): run as shipped, its own epoch count.
 FAST = Path("configs") / "fashion_mnist_fast.yaml"
 RUNNERS = ("keras", "dltrain", "torch")  # the order of every throughput round
-SECTIONS = ("startup", "throughput", "time_to_accuracy", "lr_find", "scaling")
+SECTIONS = ("startup", "throughput", "recommended", "time_to_accuracy", "lr_find", "scaling")
+# Section "recommended": the recommended network (configs/fashion_mnist_cnn.yaml) as plain Keras in float32,
+# dltrain with its defaults (mixed_precision auto, fused batch norm) and dltrain in float32; all on the same
+# training images (no validation split), one round = the three back to back.
+RECOMMENDED_RUNNERS = ("keras", "dltrain", "dltrain_float32")
+RECOMMENDED_SETS = ["data.validation_split=0", "train.monitor=loss"]
 
 
 @dataclass(frozen=True)
@@ -256,12 +261,20 @@ def dltrain_evaluate(run_dir: Path, log: Path) -> dict[str, Any]:
 
 
 def plain(
-    runner: str, data: Path, epochs: int, out: Path, log: Path, test_each_epoch: bool = False
+    runner: str,
+    data: Path,
+    epochs: int,
+    out: Path,
+    log: Path,
+    test_each_epoch: bool = False,
+    network: str = "convnet",
 ) -> dict[str, Any]:
     script = BENCH / ("plain_keras.py" if runner == "keras" else "plain_torch.py")
     cmd: list[str | Path] = [PYTHON, script, "--data", data, "--epochs", str(epochs), "--out", out]
     if test_each_epoch:
         cmd.append("--test-each-epoch")
+    if network != "convnet":
+        cmd += ["--network", network]
     proc = measure(cmd, log, env=TORCH_ENV if runner == "torch" else None)
     run_log = json.loads(out.read_text())
     return {**run_log, "process": asdict(proc)}
@@ -300,6 +313,39 @@ def section_throughput(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any
             runs[runner].append({"round": rnd, **result})
     return {
         "epochs_per_run": plan.epochs,
+        "data": "fashion_mnist" if not plan.train_limit else str(data.base),
+        "runs": runs,
+    }
+
+
+def section_recommended(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
+    """Rounds of plain Keras (float32), dltrain defaults and dltrain float32 on the recommended network."""
+    sets = [f"train.epochs={plan.epochs}", *RECOMMENDED_SETS] + (
+        npz_sets(data.base) if plan.train_limit else []
+    )
+    runs: dict[str, list[dict[str, Any]]] = {r: [] for r in RECOMMENDED_RUNNERS}
+    for rnd in range(plan.rounds):
+        print(f"recommended round {rnd + 1}/{plan.rounds}")
+        for runner in RECOMMENDED_RUNNERS:
+            tag = f"recommended-{rnd}-{runner}"
+            log = work / "logs" / f"{tag}.log"
+            if runner == "keras":
+                result = plain(
+                    "keras", data.base, plan.epochs, work / f"{tag}.json", log, True, "recommended"
+                )
+                result["test_accuracy"] = result["epochs"][-1].get("test_accuracy")
+            else:
+                extra = ["runtime.mixed_precision=off"] if runner == "dltrain_float32" else []
+                run_dir = work / "runs" / tag
+                result = dltrain_fit(dltrain_src() / RECOMMENDED, run_dir, sets + extra, log)
+                result["precision"] = json.loads((run_dir / "run.json").read_text())["runtime"]["precision"]
+                result["test_accuracy"] = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-eval.log")[
+                    "test_accuracy"
+                ]
+            runs[runner].append({"round": rnd, **result})
+    return {
+        "epochs_per_run": plan.epochs,
+        "sets": sets,
         "data": "fashion_mnist" if not plan.train_limit else str(data.base),
         "runs": runs,
     }
@@ -485,6 +531,7 @@ def main() -> None:
     steps = {
         "startup": lambda: section_startup(plan, work),
         "throughput": lambda: section_throughput(plan, work, data),
+        "recommended": lambda: section_recommended(plan, work, data),
         "lr_find": lambda: section_lr_find(plan, work, data),
         "time_to_accuracy": lambda: section_time_to_accuracy(plan, work, data),
         "scaling": lambda: section_scaling(plan, work, data),

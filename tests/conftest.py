@@ -6,11 +6,33 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _reset_policy() -> None:
+    keras = sys.modules.get("keras")  # never imported here: light tests stay without TensorFlow
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy() -> Iterator[None]:
+    """Each test runs under Keras's default float32 policy: an in-process fit sets the global policy
+    (bfloat16 under `mixed_precision: auto` on a CPU with native bf16), which would leak into the next test."""
+    _reset_policy()
+    yield
+    _reset_policy()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The image-check verdict cache (dltrain.data.images) in a folder of this session, not ~/.cache."""
+    os.environ.setdefault("DLTRAIN_CACHE_DIR", str(tmp_path_factory.mktemp("dltrain-cache")))
 
 
 def dltrain_cmd() -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -554,3 +555,27 @@ def test_sigkill_and_resume_inside_an_epoch_streams_to_identical_weights(
     want = keras.models.load_model(whole / "model.keras").get_weights()
     got = keras.models.load_model(run / "model.keras").get_weights()
     assert max(float(np.abs(x - y).max()) for x, y in zip(want, got, strict=True)) == 0.0
+
+
+def test_image_checks_are_cached_by_path_size_and_mtime(
+    writable_split: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dltrain.data import images
+
+    monkeypatch.setenv("DLTRAIN_CACHE_DIR", str(tmp_path / "cache"))
+    load_splits(_cfg(writable_split), seed=1)  # every file checked once and its verdict stored
+    assert (tmp_path / "cache" / "image_checks.sqlite3").is_file()
+    target = sorted((writable_split / "train").rglob("*.png"))[0]
+    st = target.stat()
+    # Same size and modification time, different (broken) bytes: the cached verdict stands (no re-decode).
+    target.write_bytes(b"\0" * st.st_size)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    paths = [str(p) for p in sorted((writable_split / "train").rglob("*.png"))]
+    assert images._bad_images(paths) == {}
+    # A changed modification time (what any rewrite of the file gives) is checked again.
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    bad = images._bad_images(paths)
+    assert list(bad) == [paths.index(str(target))] and "not an image" in bad[paths.index(str(target))]
+    # A cache folder that cannot be written: every file is checked, nothing fails.
+    monkeypatch.setenv("DLTRAIN_CACHE_DIR", str(target))  # a file, not a folder
+    assert list(images._bad_images(paths)) == [paths.index(str(target))]

@@ -81,3 +81,61 @@ def test_with_probabilities_shares_weights_and_sums_to_one() -> None:
     logits = np.asarray(model(x))
     expected = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_fused_batch_norm_trains_like_keras_and_keeps_the_biased_moving_variance() -> None:
+    import tensorflow as tf
+
+    from dltrain.models.fused_bn import FusedBatchNormalization
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (16, 7, 7, 5)).astype("float32"))
+    stock, fused = keras.layers.BatchNormalization(momentum=0.9), FusedBatchNormalization(momentum=0.9)
+    for layer in (stock, fused):
+        layer.build(x.shape)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outs = [layer(x, training=True) for layer in (stock, fused)]
+        losses = [tf.reduce_sum(out**2) for out in outs]
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-5)
+    grads = [
+        tape.gradient(loss, [x, layer.gamma]) for loss, layer in zip(losses, (stock, fused), strict=True)
+    ]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(fused.moving_mean, stock.moving_mean, atol=1e-6)
+    # Keras's (biased) batch variance, not the fused op's Bessel-corrected one (n = 16*7*7: 1e-3 apart here)
+    np.testing.assert_allclose(fused.moving_variance, stock.moving_variance, rtol=1e-6)
+
+
+def test_portable_model_is_stock_keras_in_float32_with_the_same_outputs(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from dltrain.models import portable
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        cfg = CnnModel(kind="cnn", filters=[4, 8], batch_norm=True)
+        model = with_probabilities(build_model(cfg, input_shape=(8, 8), num_outputs=3, scale=16.0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert "FusedBatchNormalization" in [type(layer).__name__ for layer in model.layers]
+    x = np.random.default_rng(0).integers(0, 16, size=(32, 8, 8)).astype("float32")
+    model(x, training=True)  # moves the BatchNorm statistics off their initial values
+    export = portable(model)
+    assert {layer.dtype_policy.name for layer in export.layers} == {"float32"}
+    for a, b in zip(model.get_weights(), export.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(export(x), model(x), atol=0.02)  # bfloat16 vs float32 arithmetic
+    export.save(tmp_path / "m.keras")
+    # Plain Keras, no dltrain: the file names only stock layers.
+    code = (
+        "import sys, keras; m = keras.models.load_model(sys.argv[1]); "
+        "assert 'dltrain' not in sys.modules, 'dltrain imported'; "
+        "print(sorted({type(l).__name__ for l in m.layers}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'BatchNormalization'" in proc.stdout and "Fused" not in proc.stdout

@@ -29,7 +29,7 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _config(path: Path, epochs: int = 2) -> Path:
+def _config(path: Path, epochs: int = 2, precision: str = "auto") -> Path:
     cfg = {
         "name": "mw",
         "seed": 5,
@@ -37,6 +37,7 @@ def _config(path: Path, epochs: int = 2) -> Path:
         "model": {"kind": "dense", "units": [32]},  # no dropout/BN: those are per replica by design
         "optimizer": {"kind": "adam", "learning_rate": 3e-3},
         "train": {"epochs": epochs},
+        "runtime": {"mixed_precision": precision},
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -102,7 +103,8 @@ def test_a_lost_worker_stops_the_other_and_a_restart_of_both_resumes(tmp_path: P
 def test_two_workers_on_loopback_match_one_process_and_only_the_chief_writes(tmp_path: Path) -> None:
     import keras
 
-    cfg = _config(tmp_path / "c.yaml")
+    # float32: the comparison is of strategies; bfloat16 rounds differently with the summation order
+    cfg = _config(tmp_path / "c.yaml", precision="off")
     single = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr[-3000:]
     reference = keras.models.load_model(run_dir_from(single.stdout) / "model.keras").get_weights()
@@ -154,6 +156,7 @@ def test_auto_picks_multi_worker_from_tf_config_and_two_workers_need_a_run_dir(t
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((run_dir_from(proc.stdout) / "run.json").read_text())
     assert record["runtime"]["strategy"] == "multi_worker" and "TF_CONFIG" in record["runtime"]["reason"]
+    assert record["runtime"]["precision_reason"].startswith("auto: ")  # agreed over the workers' collective
     two = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs2"), env={"TF_CONFIG": json.dumps(two)},
                        timeout=120)  # fmt: skip

@@ -30,15 +30,16 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
-def _config(path: Path, **train: object) -> Path:
+def _config(path: Path, runtime: dict | None = None, model: dict | None = None, **train: object) -> Path:
     cfg = {
         "name": "resume",
         "seed": 11,
         "data": {"kind": "digits", "batch_size": 64, "validation_split": 0.15},
-        "model": {"kind": "dense", "units": [32], "dropout": 0.2, "batch_norm": True},
+        "model": model or {"kind": "dense", "units": [32], "dropout": 0.2, "batch_norm": True},
         "optimizer": {"kind": "adam", "learning_rate": 3e-3},
         "schedule": {"kind": "one_cycle"},
         "train": {"epochs": EPOCHS, **train},
+        **({"runtime": runtime} if runtime else {}),
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -92,8 +93,23 @@ def reference_every_4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir_from(proc.stdout)
 
 
-def _killed(tmp_path: Path, fault: str, **train: object) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    cfg = _config(tmp_path / "c.yaml", **train)
+@pytest.fixture(scope="module")
+def reference_bf16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("reference_bf16")
+    proc = run_dltrain("fit", str(_config(tmp / "c.yaml", BF16, CNN)), "--runs-dir", str(tmp / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir_from(proc.stdout)
+
+
+BF16 = {"mixed_precision": "bfloat16"}
+# Conv blocks train with the fused batch norm (dltrain.models.fused_bn): its statistics resume exactly too.
+CNN = {"kind": "cnn", "filters": [8, 16], "batch_norm": True, "dropout": 0.2, "dense": [16]}
+
+
+def _killed(
+    tmp_path: Path, fault: str, runtime: dict | None = None, model: dict | None = None, **train: object
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    cfg = _config(tmp_path / "c.yaml", runtime, model, **train)
     proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"DLTRAIN_FAULT": fault})
     return _only_run(tmp_path / "runs"), proc
 
@@ -113,6 +129,18 @@ def test_sigkill_mid_epoch_resumes_epoch_exact_to_identical_weights(tmp_path: Pa
     _assert_same_training(run, reference)
     record = json.loads((run / "run.json").read_text())
     assert record["restarts"][0]["from"]["epoch"] == 1
+
+
+def test_sigkill_under_bfloat16_with_fused_batch_norm_resumes_to_identical_weights(
+    tmp_path: Path, reference_bf16: Path
+) -> None:
+    run, proc = _killed(tmp_path, "kill@epoch=2,step=5", BF16, CNN)
+    assert proc.returncode == -signal.SIGKILL
+    resumed = _resume(run, str(_config(tmp_path / "auto.yaml", {"mixed_precision": "auto"}, CNN)))
+    # `auto` given to --resume keeps the run's bfloat16
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "run.json").read_text())["runtime"]["precision"] == "mixed_bfloat16"
+    _assert_same_training(run, reference_bf16)
 
 
 def test_sigkill_after_a_step_checkpoint_resumes_at_that_step(

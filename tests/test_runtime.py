@@ -72,3 +72,33 @@ def test_mixed_precision_switches_train_and_record_the_policy(tmp_path: Path) ->
         record = json.loads((run / "run.json").read_text())
         assert record["runtime"]["precision"] == policy
         assert record["best"]["row"]["val_accuracy"] > 0.5  # chance is 0.1
+
+
+def test_cpu_bf16_flags_are_read_from_the_flags_line(tmp_path: Path) -> None:
+    from dltrain.train.runtime import cpu_bf16_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\nbugs\t: none\n")
+    assert cpu_bf16_flags(info) == ["amx_bf16", "avx512_bf16"]
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_bf16_flags(info) == []
+    assert cpu_bf16_flags(tmp_path / "missing") == []  # not Linux: nothing known, float32
+
+
+def test_auto_precision_is_recorded_pinned_in_config_and_exported_in_float32(tmp_path: Path) -> None:
+    import keras
+
+    from dltrain.train.runtime import SETTINGS, cpu_bf16_flags
+
+    cfg = _config(tmp_path / "c.yaml", {"mixed_precision": "auto"})
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    runtime = json.loads((run / "run.json").read_text())["runtime"]
+    pinned = yaml.safe_load((run / "config.yaml").read_text())["runtime"]["mixed_precision"]
+    assert pinned == SETTINGS[runtime["precision"]]  # the resolved value, never "auto", so --resume reuses it
+    assert runtime["precision_reason"].startswith("auto: ")
+    if cpu_bf16_flags() and runtime["devices"][0].endswith("CPU:0"):
+        assert pinned == "bfloat16" and "native bfloat16" in runtime["precision_reason"]
+    model = keras.models.load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}

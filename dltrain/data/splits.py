@@ -96,6 +96,14 @@ class Splits:
         """The metric reported beside the loss: accuracy, or mean absolute error for regression."""
         return "mae" if self.task == "regression" else "accuracy"
 
+    def adopt(self, split: str, x: np.ndarray) -> None:
+        """Hold ``x`` (the same values in memory TensorFlow shares) as ``split``'s inputs instead."""
+        attr = {"train": "x_train", "validation": "x_val", "test": "x_test"}[split]
+        current = getattr(self, attr)
+        if current is None or current.shape != x.shape or current.dtype != x.dtype:
+            raise ValueError(f"adopt: {split} inputs differ in shape or dtype")
+        object.__setattr__(self, attr, x)  # frozen: the values stay the same, only their memory moves
+
     def get(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The (x, y) arrays of ``split``; a split the dataset does not have raises ``DataError``."""
         pairs = {
@@ -202,6 +210,32 @@ def carve_indices(
     return np.flatnonzero(keep), held_idx
 
 
+# TensorFlow's CPU tensors need buffers aligned to 64 bytes (Eigen's EIGEN_MAX_ALIGN_BYTES); numpy's large
+# arrays start 16 bytes into a page. Aligned splits are shared with TensorFlow without a copy
+# (dltrain.data.pipeline.arrays), so the training pixels are held once.
+ALIGNMENT = 64
+
+
+def is_aligned(x: np.ndarray) -> bool:
+    return bool(x.flags.c_contiguous) and x.ctypes.data % ALIGNMENT == 0
+
+
+def aligned_take(x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+    """``x[idx]`` (or a copy of ``x``) in a new C-contiguous array whose data starts on a 64-byte boundary."""
+    rows = len(x) if idx is None else len(idx)
+    shape, dtype = (rows, *x.shape[1:]), x.dtype
+    if dtype.hasobject:
+        return x.copy() if idx is None else x[idx]
+    raw = np.empty(int(np.prod(shape)) * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    out = raw[start : start + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+    if idx is None:
+        np.copyto(out, x)
+    else:
+        np.take(x, idx, axis=0, out=out)
+    return out
+
+
 def carve(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -213,7 +247,7 @@ def carve(
     if fraction <= 0:
         return x, y, None, None
     keep, held = carve_indices(y, fraction, seed, what)
-    return x[keep], y[keep], x[held], y[held]
+    return aligned_take(x, keep), y[keep], aligned_take(x, held), y[held]
 
 
 def check_pair(

@@ -11,6 +11,7 @@ import numpy as np
 from dltrain.config.schema import ModelConfig
 from dltrain.models import cnn, dense, pretrained, rnn  # noqa: F401  (registers the builders)
 from dltrain.models.common import MODELS
+from dltrain.models.fused_bn import REGISTERED_NAME as FUSED_BN
 
 
 def build_model(
@@ -61,9 +62,39 @@ def with_outputs(
     return keras.Model(model.inputs[0], probs, name=model.name)
 
 
+def portable(model: keras.Model) -> keras.Model:
+    """The same network and weights for ``model.keras``: every layer in float32 (a mixed-precision run's
+    model loads, runs and exports on any machine), built from stock Keras layers only, so that plain Keras
+    loads it without dltrain. ``model`` itself when it already is."""
+    config = model.get_config()
+    if not _make_portable(config):
+        return model
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _make_portable(node: Any) -> bool:
+    changed = False
+    if isinstance(node, dict):
+        policy = node.get("config", {}).get("name", "") if node.get("class_name") == "DTypePolicy" else ""
+        if str(policy).startswith("mixed_"):
+            node["config"]["name"] = "float32"
+            changed = True
+        if node.get("registered_name") == FUSED_BN:  # same config and weights as the stock layer
+            node.update(module="keras.layers", class_name="BatchNormalization", registered_name=None)
+            changed = True
+        for value in node.values():
+            changed = _make_portable(value) or changed
+    elif isinstance(node, list):
+        for value in node:
+            changed = _make_portable(value) or changed
+    return changed
+
+
 def with_probabilities(model: keras.Model) -> keras.Model:
     """The same layers with a softmax on top (classification)."""
     return with_outputs(model, "classification")
 
 
-__all__ = ["MODELS", "build_model", "with_outputs", "with_probabilities"]
+__all__ = ["MODELS", "build_model", "portable", "with_outputs", "with_probabilities"]

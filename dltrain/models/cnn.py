@@ -7,6 +7,7 @@ import keras
 from dltrain.config.schema import CnnModel
 from dltrain.errors import ConfigError
 from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
+from dltrain.models.fused_bn import FusedBatchNormalization
 from dltrain.models.transfer import load_backbone_weights
 
 
@@ -15,7 +16,7 @@ def _conv_block(x: keras.KerasTensor, filters: int, cfg: CnnModel) -> keras.Kera
     for _ in range(cfg.convs_per_block):
         x = keras.layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm)(x)
         if cfg.batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.9)(x)
+            x = FusedBatchNormalization(momentum=0.9)(x)  # a stock BatchNormalization in model.keras
         x = activation_layer(cfg.activation)(x)
     if cfg.residual:
         if shortcut.shape[-1] != filters:

@@ -28,7 +28,7 @@ from dltrain.data.state import check_same_data, write_data_files
 from dltrain.errors import ConfigError, DataError, RunDirError, WorkerLostError
 from dltrain.fsutil import file_sha256
 from dltrain.lrfind.result import LrFindResult, write_lr_find
-from dltrain.models import with_outputs
+from dltrain.models import portable, with_outputs
 from dltrain.report import plots
 from dltrain.rundir import (
     METRICS_FILE,
@@ -54,7 +54,7 @@ from dltrain.train.loop import FitResult, Phase, TrainingLoop, metric_columns
 from dltrain.train.lr_sweep import run_lr_find
 from dltrain.train.optimizers import TableSchedule
 from dltrain.train.preflight import check_fit
-from dltrain.train.runtime import Runtime, setup_runtime
+from dltrain.train.runtime import SETTINGS, Runtime, pinned_config, setup_runtime
 from dltrain.train.saving import save_model_atomic
 from dltrain.train.signals import StopRequest, stop_on_signals
 from dltrain.train.step import TrainStep
@@ -151,6 +151,7 @@ def fit(
             "worker (a shared folder), e.g. --run-dir runs/$SLURM_JOB_ID."
         )
     prepared = prepare(cfg, splits)
+    cfg = pinned_config(cfg, prepared.runtime)  # `auto` resolved once, here; --resume reuses it
     if not prepared.runtime.is_chief:
         with _scratch(prepared.runtime) as scratch:
             outcome = _fit_into(cfg, prepared, Path(scratch) / "run", shared=run_dir)
@@ -195,6 +196,8 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
         old, new = to_dict(cfg), to_dict(given)
         if new["optimizer"]["learning_rate"] == "auto" and old["optimizer"]["learning_rate"] != "auto":
             new["optimizer"]["learning_rate"] = old["optimizer"]["learning_rate"]  # lr-find already ran here
+        if new["runtime"]["mixed_precision"] == "auto":  # resolved when the run began: keep that
+            new["runtime"]["mixed_precision"] = old["runtime"]["mixed_precision"]
         differing = diff_configs(old, new)
         unsafe = [key for key in differing if not any(_within(key, safe) for safe in SAFE_TO_CHANGE)]
         if unsafe:
@@ -216,6 +219,7 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
             f"{run_dir}: this run already finished. To train longer, pass its config with a larger train.epochs: "
             f"dltrain fit CONFIG --set train.epochs=N --resume {run_dir}"
         )
+    cfg = _precision_of(cfg, previous)
     prepared = prepare(cfg)
     if not prepared.runtime.is_chief:
         with _scratch(prepared.runtime) as scratch:
@@ -241,6 +245,14 @@ def resume(run_dir: Path, given: Config | None) -> FitOutcome:
             log.warning("%s", warning)
         log.info("resuming %s", run_dir)
         return _train(cfg, prepared, run_dir, record, resume=True, lock=lock)
+
+
+def _precision_of(cfg: Config, previous: dict[str, Any]) -> Config:
+    """A run from before `auto` was pinned in config.yaml resumes in the precision its run.json recorded."""
+    setting = SETTINGS.get(str(previous.get("runtime", {}).get("precision")))
+    if cfg.runtime.mixed_precision != "auto" or setting is None:
+        return cfg
+    return cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"mixed_precision": setting})})
 
 
 def _within(key: str, prefix: str) -> bool:
@@ -402,7 +414,7 @@ def export_best(loop: TrainingLoop) -> dict[str, Any]:
         from dltrain.models.tabular import raw_columns
 
         model = raw_columns(model, splits.state)
-    path = save_model_atomic(model, loop.run_dir / "model.keras")
+    path = save_model_atomic(portable(model), loop.run_dir / "model.keras")
     return {"file": path.name, "epoch": epoch, "source": source, "sha256": file_sha256(path)}
 
 

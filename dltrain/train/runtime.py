@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from dltrain.config import RuntimeConfig
+from dltrain.config import Config, RuntimeConfig
 from dltrain.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class Runtime:
     workers: int = 1
     worker_index: int = 0
     is_chief: bool = True
+    # The `runtime.mixed_precision` value in effect (never "auto": written into the run's config.yaml) and why.
+    precision_setting: str = "off"
+    precision_reason: str = "set in runtime.mixed_precision"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -40,6 +44,7 @@ class Runtime:
             "replicas": self.replicas,
             "devices": self.devices,
             "precision": self.precision,
+            "precision_reason": self.precision_reason,
             "jit_compile": self.jit_compile,
             "workers": self.workers,
         }
@@ -118,19 +123,60 @@ def _pick_strategy(cfg: RuntimeConfig, name: str) -> tuple[tf.distribute.Strateg
     )
 
 
-def _pick_precision(setting: str) -> str:
-    if setting == "off":
-        return "float32"
-    if setting == "float16":
-        return "mixed_float16"
-    if setting == "bfloat16":
-        return "mixed_bfloat16"
-    # auto: mixed float16 only where tensor cores make it pay (compute capability 7.0+); on CPU it is slower.
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        if details.get("compute_capability", (0, 0)) >= (7, 0):
-            return "mixed_float16"
-    return "float32"
+# Keras policy of each `runtime.mixed_precision` value.
+POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+SETTINGS = {policy: setting for setting, policy in POLICIES.items()}
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The native-bfloat16 instruction sets this CPU lists (Linux; elsewhere none are known)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return [flag for flag in CPU_BF16_FLAGS if flag in flags]
+    return []
+
+
+def _auto_precision() -> tuple[str, str]:
+    """``auto``: (setting, reason). Training runs on the GPUs when there are any, else on the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        # mixed float16 pays where tensor cores are (compute capability 7.0+); older GPUs run it slower.
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+        if all(cc is not None and tuple(cc) >= (7, 0) for cc in capabilities):
+            lowest = min(tuple(cc) for cc in capabilities if cc is not None)
+            return "float16", f"auto: GPU compute capability {lowest[0]}.{lowest[1]} >= 7.0 (tensor cores)"
+        return "off", "auto: GPU without tensor cores (compute capability < 7.0)"
+    flags = cpu_bf16_flags()
+    if flags:
+        return "bfloat16", f"auto: the CPU has native bfloat16 ({', '.join(flags)})"
+    return "off", "auto: no GPU and no native bfloat16 on the CPU (avx512_bf16 / amx_bf16)"
+
+
+def _agreed(multi: tf.distribute.Strategy, setting: str, reason: str) -> tuple[str, str]:
+    """Multi-worker ``auto``: every worker must train in the same precision; the lowest common one wins."""
+    local = tf.constant([float(setting == "float16"), float(setting == "bfloat16")])
+    total = multi.reduce(tf.distribute.ReduceOp.SUM, multi.run(lambda: tf.identity(local)), axis=None).numpy()
+    replicas = multi.num_replicas_in_sync
+    agreed = "float16" if total[0] == replicas else "bfloat16" if total[1] == replicas else "off"
+    if agreed != setting:
+        return agreed, f"auto: not every worker supports {setting} ({reason} here)"
+    return setting, reason
+
+
+def pinned_config(cfg: Config, runtime: Runtime) -> Config:
+    """``cfg`` with ``runtime.mixed_precision: auto`` replaced by what it resolved to, for the run's config.yaml:
+    a ``--resume`` (on another machine, too) continues in the precision the run started with."""
+    if cfg.runtime.mixed_precision != "auto":
+        return cfg
+    return cfg.model_copy(
+        update={"runtime": cfg.runtime.model_copy(update={"mixed_precision": runtime.precision_setting})}
+    )
 
 
 def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True) -> Runtime:
@@ -167,7 +213,13 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_clust
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    precision = _pick_precision(cfg.mixed_precision)
+    setting: str = cfg.mixed_precision
+    precision_reason = "set in runtime.mixed_precision"
+    if setting == "auto":
+        setting, precision_reason = _auto_precision()
+        if multi is not None:
+            setting, precision_reason = _agreed(multi, setting, precision_reason)
+    precision = POLICIES[setting]
     keras.mixed_precision.set_global_policy(precision)
     if multi is not None:
         why = "TF_CONFIG is set" if cfg.strategy == "auto" else "set in runtime.strategy"
@@ -187,7 +239,19 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_clust
             d.name
             for d in tf.config.list_logical_devices("GPU")[:1] or tf.config.list_logical_devices("CPU")[:1]
         ]
-    log.info("strategy %s (%s), %d replica(s), precision %s", name, reason, replicas, precision)
+    log.info("strategy %s (%s), %d replica(s)", name, reason, replicas)
+    log.info("precision %s (%s)", precision, precision_reason)
     return Runtime(
-        strategy, name, reason, replicas, precision, cfg.jit_compile, devices, workers, worker_index, is_chief
+        strategy,
+        name,
+        reason,
+        replicas,
+        precision,
+        cfg.jit_compile,
+        devices,
+        workers,
+        worker_index,
+        is_chief,
+        setting,
+        precision_reason,
     )

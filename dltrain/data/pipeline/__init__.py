@@ -33,7 +33,10 @@ def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
     y = targets_for_training(splits, y)
     if splits.input_kind == "image_files":
         return ImageFilePipeline(x, y, batch_size, splits)
-    return ArrayPipeline(x, y, batch_size)
+    pipeline = ArrayPipeline(x, y, batch_size)
+    if pipeline.host is not x:  # TensorFlow shares an aligned copy: hold that one instead, once
+        splits.adopt(split, pipeline.host)
+    return pipeline
 
 
 __all__ = ["ArrayPipeline", "ImageFilePipeline", "Pipeline", "distribute_options", "epoch_order", "make_pipeline"]

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from dltrain.data.splits import aligned_take, is_aligned
+
 
 def epoch_order(size: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     if not shuffle:
@@ -49,10 +51,22 @@ class ArrayPipeline:
         self.size = len(y)
         self.batch_size = batch_size
         self._cast = x.dtype.kind not in ("U", "S", "O")
-        # One copy into TF memory for the whole run; every epoch gathers batches from it.
+        # The inputs as ``host``: ``x`` itself when it is 64-byte aligned (carved splits are), else one aligned
+        # copy the caller keeps instead of ``x`` (``make_pipeline``). TensorFlow reads it in place.
+        self.host = x
         with tf.device("/cpu:0"):
-            self._x = tf.constant(x if self._cast else utf8_bytes(x))
+            self._x = self._shared(x) if self._cast else tf.constant(utf8_bytes(x))
             self._y = tf.constant(y)
+
+    def _shared(self, x: np.ndarray) -> tf.Tensor:
+        """A tensor over ``x``'s memory (DLPack, no copy): ``tf.constant`` held two more copies of the pixels."""
+        host = x if is_aligned(x) else aligned_take(x)
+        try:
+            tensor = tf.experimental.dlpack.from_dlpack(host.__dlpack__())
+        except (BufferError, TypeError, ValueError, tf.errors.OpError):  # read-only memory, an unusual dtype
+            return tf.constant(x)
+        self.host = host
+        return tensor
 
     @property
     def steps(self) -> int:
@@ -71,10 +85,14 @@ class ArrayPipeline:
         ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(self.batch_size)
         if skip_batches:
             ds = ds.skip(skip_batches)
+        options = distribute_options()
+        # tf.data's default graph rewrites serialise the pipeline, the captured inputs with it: a full copy of
+        # the pixels for the run (bench/README.md). Nothing here gains from them (map is parallel already).
+        options.experimental_optimization.apply_default_optimizations = False
         return (
             ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
-            .with_options(distribute_options())
+            .with_options(options)
         )
 
     def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
