@@ -32,7 +32,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def _fusable(self, inputs: Any, mask: Any) -> bool:
         return (
             mask is None
-            and not self.renorm
+            and not getattr(self, "renorm", False)  # Keras < 3.13 has no renorm
             and self.scale
             and self.center
             and len(inputs.shape) == 4
