@@ -68,3 +68,19 @@ def run_dir_from(stdout: str) -> Path:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def keras_version() -> tuple[int, ...]:
+    """The installed Keras as a tuple (Python 3.10 gets Keras 3.12; 3.11+ the newest)."""
+    import importlib.metadata
+
+    return tuple(int(part) for part in importlib.metadata.version("keras").split(".")[:3])
+
+
+# The runs in tests/fixtures/legacy were saved by Keras 3.15; an older Keras cannot read them (refused with
+# the reason: tests/test_legacy_runs.py checks that). Tests that need to load them skip there.
+needs_fixture_keras = pytest.mark.skipif(
+    keras_version() < (3, 15), reason="the fixture runs were saved by Keras 3.15; this Keras cannot read them"
+)
+# model.export(format="litert") arrived in Keras 3.13.
+needs_litert_keras = pytest.mark.skipif(keras_version() < (3, 13), reason="litert export needs Keras 3.13+")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_dir_from, run_dltrain
+from tests.conftest import REPO, keras_version, needs_litert_keras, run_dir_from, run_dltrain
 
 TOLERANCE = 1e-4  # float32 artefact vs model.keras, on class probabilities
 
@@ -108,7 +108,7 @@ def digits_images() -> np.ndarray:
     return load_digits().images[:64].astype(np.float32)  # raw 0-16 values, as model.keras takes them
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "onnx", "litert"])
+@pytest.mark.parametrize("fmt", ["saved_model", "onnx", pytest.param("litert", marks=needs_litert_keras)])
 def test_each_format_matches_model_keras(digits_run: Path, digits_images: np.ndarray, fmt: str) -> None:
     import keras
 
@@ -165,13 +165,18 @@ def test_an_existing_output_is_never_overwritten(digits_run: Path, tmp_path: Pat
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    proc = run_dltrain("export", str(digits_run), "--format", "litert", "--output", str(out))
+    proc = run_dltrain("export", str(digits_run), "--format", "onnx", "--output", str(out))
     assert proc.returncode == 5 and "already exists" in proc.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
 @pytest.mark.parametrize(
-    ("fmt", "module"), [("onnx", "onnxruntime"), ("onnx", "tf2onnx"), ("litert", "ai_edge_litert")]
+    ("fmt", "module"),
+    [
+        ("onnx", "onnxruntime"),
+        ("onnx", "tf2onnx"),
+        pytest.param("litert", "ai_edge_litert", marks=needs_litert_keras),
+    ],
 )
 def test_a_missing_extra_exits_2_naming_it(digits_run: Path, tmp_path: Path, fmt: str, module: str) -> None:
     out = tmp_path / "x"
@@ -183,6 +188,15 @@ def test_a_missing_extra_exits_2_naming_it(digits_run: Path, tmp_path: Path, fmt
     assert "TENSORFLOW_IMPORTED=False" in proc.stderr and not out.exists()
 
 
+@pytest.mark.skipif(
+    keras_version() >= (3, 13), reason="only an older Keras (Python 3.10's 3.12) lacks litert"
+)
+def test_litert_on_an_older_keras_exits_2_saying_what_it_needs(digits_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", str(digits_run), "--format", "litert", "--output", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "needs Keras 3.13 or later" in proc.stderr, proc.stderr[-2000:]
+    assert "TENSORFLOW_IMPORTED=False" in proc.stderr and not (tmp_path / "x").exists()
+
+
 def test_bad_options_exit_2_without_tensorflow(digits_run: Path) -> None:
     proc = run_cli("export", str(digits_run), "--format", "saved_model", "--quantize", "int8")
     assert proc.returncode == 2 and "litert or onnx" in proc.stderr
@@ -191,7 +205,7 @@ def test_bad_options_exit_2_without_tensorflow(digits_run: Path) -> None:
     assert "TENSORFLOW_IMPORTED=False" in proc.stderr
 
 
-@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+@pytest.mark.parametrize("fmt", [pytest.param("litert", marks=needs_litert_keras), "onnx"])
 def test_predict_with_an_export_folder_imports_no_tensorflow(
     digits_run: Path, digits_images: np.ndarray, tmp_path: Path, fmt: str
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dltrain.report import interpret
-from tests.conftest import REPO, run_dltrain
+from tests.conftest import REPO, needs_fixture_keras, run_dltrain
 
 PROBS = np.array(
     [
@@ -42,6 +42,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@needs_fixture_keras
 def test_evaluate_writes_the_interpretation_for_images(tmp_path: Path) -> None:
     run = tmp_path / "images"
     shutil.copytree(REPO / "tests" / "fixtures" / "legacy" / "runs" / "images", run)

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from dltrain.predict.output import OutputSpec, PredictionWriter, rows
-from tests.conftest import REPO, run_dir_from, run_dltrain
+from tests.conftest import REPO, needs_fixture_keras, run_dir_from, run_dltrain
 
 LEGACY = REPO / "tests" / "fixtures" / "legacy"
 FASHION3 = LEGACY / "fashion3"
@@ -56,6 +56,7 @@ def images_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _copy_run(tmp_path_factory.mktemp("legacy"), "images")
 
 
+@needs_fixture_keras
 def test_images_folder_matches_keras_row_by_row(images_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred.csv"
     proc = run_dltrain(
@@ -81,6 +82,7 @@ def test_images_folder_matches_keras_row_by_row(images_run: Path, tmp_path: Path
     assert f"accuracy {correct / len(got):.4f}" in proc.stderr
 
 
+@needs_fixture_keras
 def test_unlabelled_folder_globs_and_json(images_run: Path, tmp_path: Path) -> None:
     """fast.ai's test1/ layout: one flat folder of unlabelled images, one row per file; a glob picks files."""
     test1 = tmp_path / "test1"
@@ -100,6 +102,7 @@ def test_unlabelled_folder_globs_and_json(images_run: Path, tmp_path: Path) -> N
     assert [r["id"] for r in _read_csv(proc.stdout)] == sorted(str(p) for p in test1.glob("1*.png"))
 
 
+@needs_fixture_keras
 def test_bad_images_named_or_skipped_and_no_partial_output(images_run: Path, tmp_path: Path) -> None:
     folder = tmp_path / "new"
     folder.mkdir()
@@ -120,6 +123,7 @@ def test_bad_images_named_or_skipped_and_no_partial_output(images_run: Path, tmp
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".pred.csv")]
 
 
+@needs_fixture_keras
 def test_resized_colour_and_jpeg_images_go_through_the_training_decoder(
     images_run: Path, tmp_path: Path
 ) -> None:
@@ -220,6 +224,7 @@ def test_bad_input_exit_codes(images_run: Path, tmp_path: Path, setup: str, code
 # ------------------------------------------------------------------------------------------ arrays, tables
 
 
+@needs_fixture_keras
 def test_digits_arrays_match_keras(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
@@ -240,6 +245,7 @@ def test_digits_arrays_match_keras(tmp_path: Path) -> None:
     assert proc.returncode == 3 and "shape (9, 9)" in proc.stderr and "(8, 8)" in proc.stderr
 
 
+@needs_fixture_keras
 def test_csv_raw_rows_match_keras_and_bad_cells_are_located(tmp_path: Path) -> None:
     """The colours run predicts from the raw rows of a CSV (the label column present and ignored)."""
     run = _copy_run(tmp_path, "colors")
@@ -296,6 +302,7 @@ def test_rows_and_writer_are_atomic(tmp_path: Path) -> None:
     assert rows(reg, ["s.csv:9"], np.array([[1.5, 2.5]]))[0]["predicted"] == {"y t+1": 1.5, "y t+2": 2.5}
 
 
+@needs_fixture_keras
 def test_python_api_returns_what_the_cli_writes(images_run: Path, tmp_path: Path) -> None:
     import dltrain
 
