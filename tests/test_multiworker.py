@@ -66,7 +66,8 @@ def _start_workers(
 def test_a_lost_worker_stops_the_other_and_a_restart_of_both_resumes(tmp_path: Path) -> None:
     import keras
 
-    cfg = _config(tmp_path / "c.yaml", epochs=3)
+    # float32: the resumed two-worker run is compared with one process; bfloat16 rounds with the summation order
+    cfg = _config(tmp_path / "c.yaml", epochs=3, precision="off")
     single = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr[-3000:]
     reference = keras.models.load_model(run_dir_from(single.stdout) / "model.keras").get_weights()
