@@ -11,6 +11,16 @@ from dltrain.console import setup_logging, warn
 from dltrain.errors import ConfigError
 
 
+def check_arguments(inputs: list[str], top_k: int, batch_size: int) -> None:
+    """The checks every predict makes before reading anything (also ``predict --model``'s)."""
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1. Received: {top_k}.")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1. Received: {batch_size}.")
+    if not inputs:
+        raise ConfigError("name at least one INPUT: files, folders or patterns to predict.")
+
+
 def run(
     run_dir: Path,
     inputs: list[str],
@@ -23,12 +33,7 @@ def run(
     column: str | None = None,
     verbose: bool = False,
 ) -> None:
-    if top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1. Received: {top_k}.")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1. Received: {batch_size}.")
-    if not inputs:
-        raise ConfigError("name at least one INPUT: files, folders or patterns to predict.")
+    check_arguments(inputs, top_k, batch_size)
     setup_logging(verbose)
     from dltrain.predict import engine
     from dltrain.predict.output import PredictionWriter, check_output

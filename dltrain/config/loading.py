@@ -67,14 +67,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         except ConfigError as exc:
             problems.append(f"--set {item!r}: {'; '.join(exc.problems) or exc.message}")
             continue
-        node = raw
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[k] = nxt
-            node = nxt
-        node[keys[-1]] = value
+        set_in(raw, keys, value)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in --set", problems)
     return raw
@@ -157,3 +150,15 @@ def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
         elif a != b:
             out.append(path)
     return out
+
+
+def set_in(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``tree[k1][k2]...[kn] = value`` in place, making the mappings on the way (a non-mapping is replaced)."""
+    node = tree
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[k] = nxt
+        node = nxt
+    node[keys[-1]] = value

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from dltrain.config import Config, SweepParam
+from dltrain.config.loading import set_in
 from dltrain.errors import ConfigError
 
 _FLAG = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*=\s*(loguniform|uniform|int|choice)\s*\((.*)\)\s*$", re.S)
@@ -125,15 +126,7 @@ def decode(value: Any) -> Any:
 def set_key(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """A copy of ``tree`` with the dotted key set (missing mappings on the way are created)."""
     out = copy.deepcopy(tree)
-    node = out
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
+    set_in(out, dotted.split("."), value)
     return out
 
 
