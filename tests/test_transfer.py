@@ -347,3 +347,47 @@ def test_lr_find_sweeps_the_frozen_model_or_with_the_flag_the_unfrozen_one(
     frozen, unfrozen_losses = losses["false"], losses["true"]
     assert frozen[0] == unfrozen_losses[0]
     assert frozen[1:] != unfrozen_losses[1:]
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_pretrained_run_evaluates_predicts_and_exports(tmp_path: Path) -> None:
+    """Issue 13 item 4: a keras.applications fine-tune under the default precision (bfloat16 on a CPU with
+    native bf16), through evaluate's views, predict (compared with Keras on the same arrays) and an ONNX export
+    (the export's own check on the test split must pass)."""
+    pre = np.load(write_pretrain_npz(tmp_path / "pre.npz", per_class=48))
+    order = np.random.default_rng(0).permutation(len(pre["y_train"]))
+    x, y = pre["x_train"][order], pre["y_train"][order]
+    npz = tmp_path / "ft.npz"  # a test split too: export checks itself on it
+    np.savez(npz, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    cfg = _write(
+        tmp_path / "ft.yaml",
+        {"name": "ft", "data": {"kind": "npz", "path": str(npz), "batch_size": 32, "validation_split": 0.2},
+         "model": {"kind": "pretrained", "arch": "MobileNetV3Small", "weights": "none", "image_size": [32, 32]},
+         "optimizer": {"kind": "adam", "learning_rate": 1e-3, "backbone_lr_factor": 0.1},
+         "train": {"epochs": 1, "freeze_epochs": 1}},
+    )  # fmt: skip
+    proc = _fit(cfg, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    evaluated = run_dltrain("evaluate", str(run), "--split", "validation")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (run / "eval" / "validation" / "most_confused.csv").is_file()
+
+    data = np.load(npz)
+    inputs = tmp_path / "new.npz"
+    np.savez(inputs, x=data["x_train"][:24])
+    out = tmp_path / "pred.csv"
+    predicted = run_dltrain("predict", str(run), str(inputs), "--output", str(out), "--top-k", "2")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert model.dtype_policy.name == "float32"  # saved in float32 whatever the training precision
+    probs = model.predict(data["x_train"][:24], verbose=0)  # model.keras ends in the softmax
+    assert len(rows) == 24
+    for row, p in zip(rows, probs, strict=True):
+        assert abs(float(row["probability"]) - float(p.max())) < 1e-4
+
+    exported = run_dltrain("export", str(run), "--format", "onnx")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (run / "export" / "onnx" / "export.json").is_file()

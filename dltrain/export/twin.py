@@ -115,6 +115,10 @@ def build_twin(model: keras.Model, text: bool = False) -> keras.Model:
         inputs = keras.Input(shape=(length,), dtype="int64", name="token_ids")
     twin = keras.models.clone_model(source, input_tensors=inputs, clone_function=twin_layer)
     copy_weights(source, twin)
+    # Frozen throughout: a non-trainable BatchNormalization normalises with its moving statistics whatever
+    # `training` says. A nested backbone (keras.applications) traced by the SavedModel / ONNX exporters with
+    # training unset otherwise ran its batch norm on the batch's statistics (found by the export check).
+    twin.trainable = False
     return twin
 
 
