@@ -66,7 +66,8 @@ test-python:
 	touch $@
 
 lint: install
-	$(BIN)/ruff check dltrain tests
+	$(BIN)/ruff check dltrain tests bench
+	$(BIN)/ruff format --check dltrain tests bench
 	$(BIN)/mypy dltrain
 
 schema: install

@@ -83,7 +83,9 @@ class StopAtEpoch(keras.callbacks.Callback):
 STOPPED: list[dict[str, float]] = []
 
 
-def _config(tmp_path: Path, *, epochs: int = 2, callbacks: list[dict[str, Any]] | None = None, **data: Any) -> Path:
+def _config(
+    tmp_path: Path, *, epochs: int = 2, callbacks: list[dict[str, Any]] | None = None, **data: Any
+) -> Path:
     cfg = {
         "name": "tiny",
         "seed": 3,
@@ -156,7 +158,14 @@ def test_keras_early_stopping_works_through_model_stop_training(tmp_path: Path) 
     path = _config(
         tmp_path,
         epochs=6,
-        callbacks=[{"class": "keras.callbacks:EarlyStopping", "monitor": "val_loss", "patience": 0, "min_delta": 10.0}],
+        callbacks=[
+            {
+                "class": "keras.callbacks:EarlyStopping",
+                "monitor": "val_loss",
+                "patience": 0,
+                "min_delta": 10.0,
+            }
+        ],
     )
     outcome = _fit(path, tmp_path / "runs")
     assert outcome.result.epochs_run == 2
@@ -191,7 +200,9 @@ def test_callback_syntax_is_checked_with_the_config_without_tensorflow(tmp_path:
 def test_resume_after_ctrl_c_mid_epoch_is_bit_identical_in_process(tmp_path: Path) -> None:
     """Checkpoint and resume on a tiny model: Ctrl-C at step 5 of epoch 2 saves, resume finishes identically."""
     straight = _fit(_config(tmp_path, epochs=3), tmp_path / "straight")
-    path = _config(tmp_path, epochs=3, callbacks=[{"class": "tests.test_loop:SigintAt", "epoch": 2, "step": 5}])
+    path = _config(
+        tmp_path, epochs=3, callbacks=[{"class": "tests.test_loop:SigintAt", "epoch": 2, "step": 5}]
+    )
     with pytest.raises(Interrupted) as stopped:
         _fit(path, tmp_path / "cut")
     assert stopped.value.exit_code == 130
@@ -223,7 +234,11 @@ def test_training_longer_from_a_finished_run_matches_a_longer_run(tmp_path: Path
         ("configs/sunspots_gru.yaml", ["train.monitor=val_accuracy"], "a regression reports loss and mae"),
         ("configs/colors_mlp.yaml", ["model={kind: cnn}"], "needs images"),
         ("configs/digits_dense.yaml", ["data.validation_split=0"], "there is no validation split"),
-        ("configs/digits_dense.yaml", ["train.early_stopping={monitor: val_mae}"], "reports loss and accuracy"),
+        (
+            "configs/digits_dense.yaml",
+            ["train.early_stopping={monitor: val_mae}"],
+            "reports loss and accuracy",
+        ),
     ],
 )
 def test_a_mistake_only_the_data_reveals_leaves_no_run_directory(

@@ -39,8 +39,11 @@ def _curve(num_steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_module_is_pure_numpy() -> None:
-    code = "import sys, dltrain.lrfind.maths, dltrain.train.schedules, dltrain.report.metrics, dltrain.report.plots; " + (
-        "bad = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]; assert not bad, bad"
+    code = (
+        "import sys, dltrain.lrfind.maths, dltrain.train.schedules, dltrain.report.metrics, dltrain.report.plots; "
+        + (
+            "bad = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]; assert not bad, bad"
+        )
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -217,7 +217,9 @@ def test_when_the_chief_dies_the_survivor_names_the_shared_run_directory(tmp_pat
     run_dir = tmp_path / "shared" / "run"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    chief, other = _start_workers(["fit", str(cfg), "--run-dir", str(run_dir)], scratch, {0: "kill@epoch=2,step=5"})
+    chief, other = _start_workers(
+        ["fit", str(cfg), "--run-dir", str(run_dir)], scratch, {0: "kill@epoch=2,step=5"}
+    )
     chief.communicate(timeout=600)
     assert chief.returncode == -9
     _, err = other.communicate(timeout=180)

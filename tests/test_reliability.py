@@ -206,7 +206,9 @@ def test_a_live_run_on_another_host_is_not_taken_over_and_a_dead_ones_lease_expi
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert "taking over the run lock of host-a" in taken.stderr
     age = re.search(r"lease renewed (\d+)s ago", taken.stderr)
-    assert age is not None and int(age.group(1)) >= limit - 1, taken.stderr[-2000:]  # only once it had expired
+    assert age is not None and int(age.group(1)) >= limit - 1, taken.stderr[
+        -2000:
+    ]  # only once it had expired
     record = json.loads((run / "run.json").read_text())
     assert record["host"] == "host-b" and record["status"] == "finished"
     assert record["restarts"][-1]["previous_status"] == "running"
@@ -300,7 +302,9 @@ def test_a_damaged_best_checkpoint_is_never_exported_as_best(tmp_path: Path, kee
 
         ours = keras.saving.load_model(run / "model.keras").get_weights()
         theirs = keras.saving.load_model(_one_run(tmp_path / "ref") / "model.keras").get_weights()
-        assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        assert len(ours) == len(theirs) and all(
+            np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)
+        )
 
 
 # --------------------------------------------------------- row 27: disk full at the very first checkpoint

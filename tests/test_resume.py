@@ -323,7 +323,10 @@ def test_a_second_process_on_a_running_run_is_locked_out(tmp_path: Path) -> None
             time.sleep(0.5)
         run = _only_run(tmp_path / "runs")
         second = _resume(run)
-        assert second.returncode == 5 and f"run locked by {socket.gethostname()} pid {first.pid}" in second.stderr
+        assert (
+            second.returncode == 5
+            and f"run locked by {socket.gethostname()} pid {first.pid}" in second.stderr
+        )
     finally:
         first.kill()
         first.wait()

@@ -55,7 +55,11 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         raise DataError(f"{loaded.source}: data.task is binary but the data has {n_classes} classes.")
     y_train = check_pair(loaded.x_train, loaded.y_train, "train", loaded.source, n_classes, task)
     if task != "regression" and len(np.unique(y_train)) < 2:
-        only = names[int(y_train[0])] if names and len(y_train) else (str(y_train[0]) if len(y_train) else "none")
+        only = (
+            names[int(y_train[0])]
+            if names and len(y_train)
+            else (str(y_train[0]) if len(y_train) else "none")
+        )
         raise DataError(
             f"{loaded.source}: the training data holds one class only ({only!r}, {len(y_train)} example(s)); a "
             "classification needs at least two classes. Add examples of the other classes, or set "

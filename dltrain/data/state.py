@@ -75,7 +75,9 @@ def check_same_data(recorded: dict[str, Any], splits: Splits, names: list[str], 
             continue
         if splits.input_kind == "image_files":
             if name in loose and loose[name] == splits.fingerprint(name, mtimes=False):
-                warnings.append(f"the {name} files' modification times changed since fit (same files and sizes)")
+                warnings.append(
+                    f"the {name} files' modification times changed since fit (same files and sizes)"
+                )
                 continue
             if name not in loose and _same_manifest(run_dir, splits, name):
                 warnings.append(

@@ -270,7 +270,9 @@ def export_run(run_dir: Path, fmt: str, quantize: str = "none", output: Path | N
     if text:
         feed = vectorize(model, x_test)
         vocabulary, settings = text_vocabulary(model)
-        ours = Vectorizer(vocabulary, int(settings["output_sequence_length"]), settings)([str(t) for t in x_test])
+        ours = Vectorizer(vocabulary, int(settings["output_sequence_length"]), settings)(
+            [str(t) for t in x_test]
+        )
         if not np.array_equal(ours, feed):
             bad = int(np.flatnonzero((ours != feed).any(axis=1))[0])
             raise ExportCheckFailed(

@@ -40,7 +40,6 @@ class LrFindResult:
         return out
 
 
-
 def write_lr_find(result: LrFindResult, out_dir: Path) -> None:
     """``steps.csv``, ``suggestion.json`` and ``lr_find.png`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)

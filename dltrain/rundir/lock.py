@@ -146,7 +146,10 @@ def owner_alive(owner: dict[str, Any], now: float | None = None) -> tuple[bool, 
         return False, "an old-style lock from another host (no lease)"
     age = (time.time() if now is None else now) - float(renewed)
     limit = 2 * float(lease) + CLOCK_SKEW
-    return age < limit, f"lease renewed {max(age, 0):.0f}s ago; taken over {limit:.0f}s after its last renewal"
+    return (
+        age < limit,
+        f"lease renewed {max(age, 0):.0f}s ago; taken over {limit:.0f}s after its last renewal",
+    )
 
 
 def describe_owner(owner: dict[str, Any]) -> str:
@@ -198,7 +201,9 @@ class RunLock:
                     "directory (lock, checkpoints, run.json). Use a run you own, or copy it."
                 ) from None
             except OSError as exc:
-                raise RunDirError(f"{self.path}: cannot create the run lock ({exc.strerror or exc}).") from None
+                raise RunDirError(
+                    f"{self.path}: cannot create the run lock ({exc.strerror or exc})."
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(self._record(), fh)
             self.held = True

@@ -119,7 +119,11 @@ class FaultHandler(Handler):
 
     def on_chunk_end(self, loop: TrainingLoop, epoch: int, done: int, logs: dict[str, float]) -> None:
         fault = due(
-            self.faults, epoch=epoch, step_in_epoch=done, global_step=loop.global_step, steps_run=int(logs["steps"])
+            self.faults,
+            epoch=epoch,
+            step_in_epoch=done,
+            global_step=loop.global_step,
+            steps_run=int(logs["steps"]),
         )
         if fault is None:
             return

@@ -39,4 +39,11 @@ def make_pipeline(splits: Any, split: str, batch_size: int) -> Pipeline:
     return pipeline
 
 
-__all__ = ["ArrayPipeline", "ImageFilePipeline", "Pipeline", "distribute_options", "epoch_order", "make_pipeline"]
+__all__ = [
+    "ArrayPipeline",
+    "ImageFilePipeline",
+    "Pipeline",
+    "distribute_options",
+    "epoch_order",
+    "make_pipeline",
+]
