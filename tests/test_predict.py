@@ -246,6 +246,22 @@ def test_digits_arrays_match_keras(tmp_path: Path) -> None:
 
 
 @needs_fixture_keras
+def test_a_run_being_trained_is_predicted_with_a_warning_saying_so(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    from dltrain.rundir import RunLock
+
+    run = _copy_run(tmp_path, "digits")
+    np.savez(tmp_path / "digits.npz", x=load_digits().images[:5].astype(np.uint8))
+    with RunLock(run):  # a live fit holds the run (this process, as a fit would)
+        proc = run_dltrain("predict", str(run), str(tmp_path / "digits.npz"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "a fit is training this run now" in proc.stderr and len(_read_csv(proc.stdout)) == 5
+    proc = run_dltrain("predict", str(run), str(tmp_path / "digits.npz"))
+    assert proc.returncode == 0 and "a fit is training" not in proc.stderr  # the lock released: no warning
+
+
+@needs_fixture_keras
 def test_csv_raw_rows_match_keras_and_bad_cells_are_located(tmp_path: Path) -> None:
     """The colours run predicts from the raw rows of a CSV (the label column present and ignored)."""
     run = _copy_run(tmp_path, "colors")

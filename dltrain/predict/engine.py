@@ -80,11 +80,22 @@ def open_run(run_dir: Path) -> RunInfo:
         RunDirError: no run directory, damaged run files, no ``model.keras`` (exit 5).
     """
     from dltrain.rundir import read_run_config, read_run_json
+    from dltrain.rundir.lock import describe_owner, live_owner
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory.")
     record = read_run_json(run_dir)
+    owner = live_owner(run_dir)
+    if (
+        owner is not None
+    ):  # model.keras is replaced in one step when that fit ends: this reads the one on disk now
+        log.warning(
+            "%s: a fit is training this run now (%s); predicting with the model.keras on disk, which that fit "
+            "will replace when it ends",
+            run_dir,
+            describe_owner(owner),
+        )
     cfg = read_run_config(run_dir)
     state: dict[str, Any] = {}
     state_file = run_dir / "data" / "state.json"
