@@ -228,15 +228,23 @@ def predict(
     verbose: VerboseOpt = False,
 ) -> None:
     """Predict new data with a run's best model: one row per input (id, class, probability, top-k)."""
-    if model is not None:
-        from dltrain.commands import predict_export
-
-        items = [str(run), *(inputs or [])]
-        predict_export.run(model, items, output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
-        return
     from dltrain.commands import predict as command
 
-    command.run(run, inputs or [], output, fmt, top_k, batch_size, labelled, skip_bad, column, verbose)
+    # With --model the first positional is an input, not a run.
+    source, items = (model, [str(run), *(inputs or [])]) if model is not None else (run, inputs or [])
+    command.run(
+        source,
+        items,
+        output,
+        fmt,
+        top_k,
+        batch_size,
+        labelled,
+        skip_bad,
+        column,
+        verbose,
+        exported=model is not None,
+    )
 
 
 @app.command()
