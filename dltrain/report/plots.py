@@ -110,6 +110,25 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> NDArray[np.float64]:
     return np.asarray(values, dtype=np.float64)
 
 
+# The per-epoch metric panels of the learning-curve plots: a title and the training / validation columns.
+METRIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("loss", ("loss", "val_loss")),
+    ("accuracy", ("accuracy", "val_accuracy")),
+    ("mean absolute error", ("mae", "val_mae")),
+)
+
+
+def _panel_row(n: int, size: tuple[float, float], empty: str) -> tuple[Any, Any]:
+    """A figure with ``n`` panels side by side (one saying ``empty`` when there are none)."""
+    ncols = max(n, 1)
+    fig = _figure(figsize=(size[0] * ncols, size[1]), layout="tight")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    if n == 0:
+        axes[0].text(0.5, 0.5, empty, ha="center", va="center")
+        axes[0].set_axis_off()
+    return fig, axes
+
+
 def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
     """Per-epoch panels for loss, accuracy and learning rate, as read from ``metrics.csv``.
 
@@ -121,9 +140,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
         epochs = np.arange(1, len(rows) + 1, dtype=np.float64)
     panels: list[tuple[str, list[tuple[str, NDArray[np.float64]]], bool]] = []
     for title, keys, log_y in (
-        ("loss", ("loss", "val_loss"), False),
-        ("accuracy", ("accuracy", "val_accuracy"), False),
-        ("mean absolute error", ("mae", "val_mae"), False),
+        *((t, k, False) for t, k in METRIC_PANELS),
         ("learning rate", ("learning_rate",), True),
     ):
         series = [(key, _column(rows, key)) for key in keys]
@@ -131,12 +148,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
         if series:
             panels.append((title, series, log_y))
 
-    ncols = max(len(panels), 1)
-    fig = _figure(figsize=(5 * ncols, 4), layout="tight")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    if not panels:
-        axes[0].text(0.5, 0.5, "no metrics recorded yet", ha="center", va="center")
-        axes[0].set_axis_off()
+    fig, axes = _panel_row(len(panels), (5, 4), "no metrics recorded yet")
     for ax, (title, series, log_y) in zip(axes, panels, strict=False):
         for key, values in series:
             ok = np.isfinite(values)
@@ -329,19 +341,10 @@ def plot_compare_curves(
     """Several runs' learning curves overlaid (``dltrain runs compare``): one colour per run, training
     solid and validation dashed, one panel per metric any of them recorded."""
     panels = []
-    for title, keys in (
-        ("loss", ("loss", "val_loss")),
-        ("accuracy", ("accuracy", "val_accuracy")),
-        ("mean absolute error", ("mae", "val_mae")),
-    ):
+    for title, keys in METRIC_PANELS:
         if any(np.isfinite(_column(rows, key)).any() for rows in runs for key in keys):
             panels.append((title, keys))
-    ncols = max(len(panels), 1)
-    fig = _figure(figsize=(5.5 * ncols, 4.2), layout="tight")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    if not panels:
-        axes[0].text(0.5, 0.5, "no metrics recorded", ha="center", va="center")
-        axes[0].set_axis_off()
+    fig, axes = _panel_row(len(panels), (5.5, 4.2), "no metrics recorded")
     colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, (title, keys) in zip(axes, panels, strict=False):
         for label, rows, colour in zip(labels, runs, colours, strict=True):
