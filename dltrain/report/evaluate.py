@@ -280,35 +280,65 @@ def _classification_report(
     _write_csv(out_dir / "confusion_matrix.csv", ["true", *splits.class_names], cm_rows)
     plots.plot_confusion_matrix(cm, splits.class_names, out_dir / "confusion_matrix.png")
     top_idx = metrics.top_losses(losses, top_k) if top_k else np.array([], dtype=np.int64)
-    top: list[dict[str, Any]] = [
-        {
-            "index": int(i),
-            "item": _item(splits, split, int(i)),
-            "true": splits.class_names[int(y[i])],
-            "predicted": splits.class_names[int(pred[i])],
-            "loss": float(losses[i]),
-            "probability": float(probs[i, pred[i]]),
-            "true_probability": float(probs[i, y[i]]),
-        }
-        for i in top_idx
-    ]
-    _write_csv(
-        out_dir / "top_losses.csv",
+    examples = _Examples(splits, split, y, probs, losses, out_dir)
+    top = examples.write(
+        "top_losses",
+        top_idx,
         ["index", "item", "true", "predicted", "loss", "probability", "true_probability"],
-        top,
     )
-    images = display_images(splits, split, top_idx) if len(top_idx) else None
-    if images is not None:
-        plots.plot_top_losses(
-            images,
-            [t["true"] for t in top],
-            [t["predicted"] for t in top],
-            [t["loss"] for t in top],
-            [t["probability"] for t in top],
-            out_dir / "top_losses.png",
-        )
     _interpretation(splits, split, y, probs, losses, cm, out_dir, top_k)
     return EvalReport(run_dir, split, summary, per_class, out_dir, top)
+
+
+class _Examples:
+    """Chosen test examples written as ``<name>.csv`` and, where the inputs are images, ``<name>.png``."""
+
+    def __init__(
+        self, splits: Splits, split: str, y: np.ndarray, probs: np.ndarray, losses: np.ndarray, out_dir: Path
+    ) -> None:
+        self.splits, self.split, self.y, self.probs, self.losses, self.out_dir = (
+            splits,
+            split,
+            y,
+            probs,
+            losses,
+            out_dir,
+        )
+        self.pred = probs.argmax(axis=1)
+
+    def write(
+        self,
+        name: str,
+        idx: np.ndarray,
+        columns: list[str],
+        title: str = "prediction / actual / loss / probability",
+    ) -> list[dict[str, Any]]:
+        names, y, pred, probs = self.splits.class_names, self.y, self.pred, self.probs
+        rows: list[dict[str, Any]] = [
+            {
+                "index": int(i),
+                "item": _item(self.splits, self.split, int(i)),
+                "true": names[int(y[i])],
+                "predicted": names[int(pred[i])],
+                "loss": float(self.losses[i]),
+                "probability": float(probs[i, pred[i]]),
+                "true_probability": float(probs[i, y[i]]),
+            }
+            for i in idx
+        ]
+        _write_csv(self.out_dir / f"{name}.csv", columns, rows)
+        images = display_images(self.splits, self.split, idx) if len(idx) else None
+        if images is not None:
+            plots.plot_top_losses(
+                images,
+                [r["true"] for r in rows],
+                [r["predicted"] for r in rows],
+                [r["loss"] for r in rows],
+                [r["probability"] for r in rows],
+                self.out_dir / f"{name}.png",
+                title=title,
+            )
+        return rows
 
 
 def _interpretation(
@@ -323,33 +353,11 @@ def _interpretation(
 ) -> None:
     """fast.ai's interpretation: most confident correct / wrong, most uncertain (CSV, and image grids), and the
     most confused class pairs with counts (``most_confused.csv``)."""
-    pred = probs.argmax(axis=1)
+    examples = _Examples(splits, split, y, probs, losses, out_dir)
     columns = ["index", "item", "true", "predicted", "probability", "true_probability", "loss"]
     for view, idx in interpret.select(probs, y, top_k).items():
-        rows: list[dict[str, Any]] = [
-            {
-                "index": int(i),
-                "item": _item(splits, split, int(i)),
-                "true": splits.class_names[int(y[i])],
-                "predicted": splits.class_names[int(pred[i])],
-                "probability": float(probs[i, pred[i]]),
-                "true_probability": float(probs[i, y[i]]),
-                "loss": float(losses[i]),
-            }
-            for i in idx
-        ]
-        _write_csv(out_dir / f"{view}.csv", columns, rows)
-        images = display_images(splits, split, idx) if len(idx) else None
-        if images is not None:
-            plots.plot_top_losses(
-                images,
-                [r["true"] for r in rows],
-                [r["predicted"] for r in rows],
-                [r["loss"] for r in rows],
-                [r["probability"] for r in rows],
-                out_dir / f"{view}.png",
-                title=f"{view.replace('_', ' ')}: prediction / actual / loss / probability",
-            )
+        title = f"{view.replace('_', ' ')}: prediction / actual / loss / probability"
+        examples.write(view, idx, columns, title=title)
     _write_csv(
         out_dir / "most_confused.csv",
         ["actual", "predicted", "count"],
