@@ -17,7 +17,7 @@ from dltrain.config import DigitsData, FashionMnistData, IdxData, MnistData, Npz
 from dltrain.data import load_splits
 from dltrain.data.builtin import DOWNLOAD_HOST, _host_reachable, keras_cache_dir
 from dltrain.data.formats import read_idx, write_idx
-from dltrain.data.splits import carve, check_pair
+from dltrain.data.splits import carve, check_pair, is_aligned
 from dltrain.data.state import write_data_files
 from dltrain.errors import DataError
 
@@ -62,6 +62,8 @@ def test_idx_round_trip(tmp_path: Path, name: str, array: np.ndarray) -> None:
     back = read_idx(path)
     assert back.shape == array.shape and back.dtype == array.dtype
     np.testing.assert_array_equal(back, array)
+    # Read straight into an aligned, writable array, which TensorFlow can use in place (no later copy).
+    assert is_aligned(back) and back.flags.writeable
 
 
 def test_damaged_idx_files_are_named(tmp_path: Path) -> None:
@@ -77,6 +79,9 @@ def test_damaged_idx_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "header.idx").write_bytes(data[:9])  # says 3 dims, holds 1 and a bit
     with pytest.raises(DataError, match=r"header\.idx: truncated IDX header"):
         read_idx(tmp_path / "header.idx")
+    (tmp_path / "long.idx").write_bytes(data + b"\0" * 7)
+    with pytest.raises(DataError, match=r"long\.idx: IDX header says \[5, 28, 28\] \(3920 bytes.*holds 3927"):
+        read_idx(tmp_path / "long.idx")
     (tmp_path / "empty.idx").write_bytes(b"")
     with pytest.raises(DataError, match=r"empty\.idx: not an IDX file"):
         read_idx(tmp_path / "empty.idx")

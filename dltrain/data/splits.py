@@ -150,8 +150,8 @@ class Splits:
         elif x.dtype.kind in ("U", "S", "O"):
             for item in x:
                 digest.update(str(item).encode("utf-8", "surrogatepass") + b"\0")
-        else:
-            digest.update(np.ascontiguousarray(x).tobytes())
+        else:  # the bytes in place: ``tobytes()`` held a transient copy of the pixels (bench/README.md)
+            digest.update(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
         if self.task == "regression":
             digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
         else:
@@ -220,15 +220,21 @@ def is_aligned(x: np.ndarray) -> bool:
     return bool(x.flags.c_contiguous) and x.ctypes.data % ALIGNMENT == 0
 
 
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
 def aligned_take(x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
     """``x[idx]`` (or a copy of ``x``) in a new C-contiguous array whose data starts on a 64-byte boundary."""
     rows = len(x) if idx is None else len(idx)
-    shape, dtype = (rows, *x.shape[1:]), x.dtype
-    if dtype.hasobject:
+    if x.dtype.hasobject:
         return x.copy() if idx is None else x[idx]
-    raw = np.empty(int(np.prod(shape)) * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGNMENT
-    out = raw[start : start + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+    out = aligned_empty((rows, *x.shape[1:]), x.dtype)
     if idx is None:
         np.copyto(out, x)
     else:
