@@ -39,7 +39,19 @@ RECOMMENDED = Path("configs") / "fashion_mnist_cnn.yaml"  # dltrain's recommende
 # Its quickest config (time to 90%): run as shipped, its own epoch count.
 FAST = Path("configs") / "fashion_mnist_fast.yaml"
 RUNNERS = ("keras", "dltrain", "torch")  # the order of every throughput round
-SECTIONS = ("startup", "throughput", "recommended", "time_to_accuracy", "lr_find", "scaling")
+SECTIONS = ("startup", "throughput", "recommended", "time_to_accuracy", "lr_find", "scaling", "precision")
+# Section "precision" (issue 15, goal 4): every shipped config that trains offline, under mixed_precision auto
+# and off, each scored by `dltrain evaluate`. Configs that need a download (mnist_cnn: keras.datasets;
+# pets_finetune: ImageNet weights), a folder the user writes first (fashion_folder_cnn: the same network and
+# data as fashion_mnist_cnn, from PNG files) or that are a sweep's search space (digits_sweep) are left out.
+# The Fashion-MNIST ones run one seed each (minutes per run), the rest ``plan.precision_seeds`` seeds.
+PRECISION_CONFIGS = (
+    "colors_mlp", "digits_dense", "digits_cnn", "digits_rnn", "books_rnn", "sunspots_gru",
+    "fashion_mnist_fast", "fashion_mnist_cnn",
+)  # fmt: skip
+PRECISION_ONE_SEED = ("fashion_mnist_fast", "fashion_mnist_cnn")
+# Section "startup" also times `dltrain evaluate` of a small run (issue 15, goal 5): this config's.
+EVALUATE_CONFIG = Path("configs") / "colors_mlp.yaml"
 # Section "recommended": the recommended network (configs/fashion_mnist_cnn.yaml) as plain Keras in float32,
 # dltrain with its defaults (mixed_precision auto, fused batch norm) and dltrain in float32; all on the same
 # training images (no validation split), one round = the three back to back.
@@ -63,12 +75,14 @@ class Plan:
     scaling_epochs: int
     scale_factors: tuple[int, ...]
     scaling_models: dict[str, list[int]] = field(default_factory=dict)
+    recommended_rounds: int = 1  # section recommended: rounds of (keras, dltrain, dltrain_float32)
+    precision_seeds: int = 1  # section precision: seeds per small config and precision
 
 
 PLANS = {
-    "full": Plan("full", 3, 3, None, 20, (3, 12), (3,), 5, 2, 1, (1, 2, 4), {"deeper [32,64,128]": [32, 64, 128]}),
-    "quick": Plan("quick", 1, 3, None, 20, (3, 12), (), 3, 1, 2, (1, 2, 4), {"wider [64,128]": [64, 128]}),
-    "smoke": Plan("smoke", 1, 2, 2048, 2, (1, 2), (1,), 2, 1, 2, (1, 2), {"wider [64,128]": [64, 128]}),
+    "full": Plan("full", 3, 3, None, 20, (3,), (3,), 5, 2, 1, (1, 2, 4), {"deeper [32,64,128]": [32, 64, 128]}, 2, 2),
+    "quick": Plan("quick", 1, 3, None, 20, (), (), 3, 1, 2, (1, 2, 4), {"wider [64,128]": [64, 128]}, 1, 1),
+    "smoke": Plan("smoke", 1, 2, 2048, 2, (1,), (1,), 2, 1, 2, (1, 2), {"wider [64,128]": [64, 128]}, 1, 1),
 }  # fmt: skip
 
 
@@ -109,6 +123,10 @@ class Proc:
     cpu: float
     max_rss_mb: float
     log: str
+    # The largest RssAnon (/proc/PID/status) seen by sampling every 20 ms: the process's own memory, without
+    # the pages of shared libraries it maps (TensorFlow's alone are ~500 MB of ru_maxrss). Misses spikes
+    # shorter than a sample; ru_maxrss does not.
+    peak_anon_mb: float = 0.0
 
 
 # PyTorch's OpenMP threads busy-wait at every barrier by default. On this shared 2-core machine, with other
@@ -135,15 +153,31 @@ def measure(cmd: list[str | Path], log: Path, check: bool = True, env: dict[str,
     with open(log, "w") as out:
         t0 = time.monotonic()
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env(env))
-        _, status, usage = os.wait4(proc.pid, 0)
+        anon = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            anon = max(anon, _rss_anon_kb(proc.pid))
+            time.sleep(0.02)
         wall = time.monotonic() - t0
     proc.returncode = rc = os.waitstatus_to_exitcode(status)
-    result = Proc(args, rc, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, str(log))
+    result = Proc(
+        args, rc, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, str(log), anon / 1024
+    )
     print(f"  {wall:7.1f}s wall {result.cpu:7.1f} CPU-s {result.max_rss_mb:6.0f} MB  {' '.join(args[1:4])}")
     if check and rc != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise BenchError(f"{' '.join(args)} exited {rc}; log {log}:\n{tail}")
     return result
+
+
+def _rss_anon_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("RssAnon:")), 0)
+    except OSError:  # exited between wait4 and open
+        return 0
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -248,7 +282,7 @@ def dltrain_fit(config: Path, run_dir: Path, sets: list[str], log: Path) -> dict
         "learning_rate": run_json.get("learning_rate"),
         "epochs": [
             {"epoch": int(r["epoch"]), "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"],
-             "loss": r["loss"], "accuracy": r["accuracy"], "val_accuracy": r.get("val_accuracy")}
+             "loss": r["loss"], "accuracy": r.get("accuracy"), "val_accuracy": r.get("val_accuracy")}
             for r in rows
         ],
     }  # fmt: skip
@@ -284,15 +318,23 @@ def plain(
 
 
 def section_startup(plan: Plan, work: Path) -> dict[str, Any]:
-    """``dltrain --help`` vs ``python -c 'import tensorflow'``, alternating."""
+    """``dltrain --help``, ``python -c 'import tensorflow'`` and ``dltrain evaluate`` of a small run
+    (the colours CSV, trained first and not timed), alternating."""
+    small_run = work / "runs" / "startup-colors"
+    measure(
+        [DLTRAIN, "fit", dltrain_src() / EVALUATE_CONFIG, "--run-dir", small_run],
+        work / "logs" / "startup-fit.log",
+    )
     commands: dict[str, list[str | Path]] = {
         "dltrain --help": [DLTRAIN, "--help"],
         "import tensorflow": [PYTHON, "-c", "import tensorflow"],
+        "dltrain evaluate": [DLTRAIN, "evaluate", small_run],
     }
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
     for i in range(plan.startup_repeats):
         for name, cmd in commands.items():
-            out[name].append(asdict(measure(cmd, work / "logs" / f"startup-{i}-{name.split()[0]}.log")))
+            slug = name.replace(" ", "-")
+            out[name].append(asdict(measure(cmd, work / "logs" / f"startup-{i}-{slug}.log")))
     return {"runs": out}
 
 
@@ -324,8 +366,8 @@ def section_recommended(plan: Plan, work: Path, data: DataFiles) -> dict[str, An
         npz_sets(data.base) if plan.train_limit else []
     )
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in RECOMMENDED_RUNNERS}
-    for rnd in range(plan.rounds):
-        print(f"recommended round {rnd + 1}/{plan.rounds}")
+    for rnd in range(plan.recommended_rounds):
+        print(f"recommended round {rnd + 1}/{plan.recommended_rounds}")
         for runner in RECOMMENDED_RUNNERS:
             tag = f"recommended-{rnd}-{runner}"
             log = work / "logs" / f"{tag}.log"
@@ -368,16 +410,17 @@ def section_time_to_accuracy(plan: Plan, work: Path, data: DataFiles) -> dict[st
         fit = dltrain_fit(dltrain_src() / RECOMMENDED, run_dir, sets, work / "logs" / f"{tag}.log")
         evaluation = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-evaluate.log")
         dltrain_runs.append({"total_epochs": epochs, "lr_auto": auto, **fit, "evaluate": evaluation})
-    if (dltrain_src() / FAST).is_file():
-        tag = "tta-dltrain-fast"
+    # Both shipped Fashion-MNIST configs exactly as shipped (their own epochs): goals 2a and 2b of issue 15.
+    for tag, config in (("tta-dltrain-shipped", RECOMMENDED), ("tta-dltrain-fast", FAST)):
         print(f"time to accuracy: {tag}")
         run_dir = work / "runs" / tag
-        fit = dltrain_fit(dltrain_src() / FAST, run_dir, list(data_sets), work / "logs" / f"{tag}.log")
+        fit = dltrain_fit(dltrain_src() / config, run_dir, list(data_sets), work / "logs" / f"{tag}.log")
         evaluation = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-evaluate.log")
         total = len(fit["epochs"])
         dltrain_runs.append(
-            {"total_epochs": total, "lr_auto": False, "config": str(FAST), **fit, "evaluate": evaluation}
-        )
+            {"total_epochs": total, "lr_auto": False, "config": str(config), "shipped": True, **fit,
+             "evaluate": evaluation}
+        )  # fmt: skip
     return {"plain": plain_run, "dltrain": dltrain_runs}
 
 
@@ -420,6 +463,35 @@ def section_scaling(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- environment
+
+
+def section_precision(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]:
+    """Each shipped config under ``mixed_precision`` auto and off (float32), scored by ``dltrain evaluate``."""
+    out = []
+    for name in PRECISION_CONFIGS:
+        config = dltrain_src() / "configs" / f"{name}.yaml"
+        fashion = name.startswith("fashion_mnist")
+        sets = npz_sets(data.base) if plan.train_limit and fashion else []
+        seeds = 1 if name in PRECISION_ONE_SEED else plan.precision_seeds
+        for seed in range(seeds):
+            for precision in ("auto", "off"):
+                tag = f"precision-{name}-{precision}-{seed}"
+                print(f"precision: {tag}")
+                run_dir = work / "runs" / tag
+                extra = [f"runtime.mixed_precision={precision}", f"seed={seed}"]
+                fit = dltrain_fit(config, run_dir, [*sets, *extra], work / "logs" / f"{tag}.log")
+                run_json = json.loads((run_dir / "run.json").read_text())
+                proc = measure([DLTRAIN, "evaluate", run_dir], work / "logs" / f"{tag}-eval.log")
+                metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())
+                out.append({
+                    "config": name, "setting": precision, "seed": seed,
+                    "precision": run_json["runtime"]["precision"],
+                    "reason": run_json["runtime"].get("precision_reason", ""),
+                    "train_cpu": sum(e["cpu_seconds"] for e in fit["epochs"]),
+                    "epochs": len(fit["epochs"]), "fit_process": fit["process"], "evaluate_process": asdict(proc),
+                    "test": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                })  # fmt: skip
+    return {"runs": out}
 
 
 def _sh(cmd: list[str]) -> str:
@@ -535,6 +607,7 @@ def main() -> None:
         "lr_find": lambda: section_lr_find(plan, work, data),
         "time_to_accuracy": lambda: section_time_to_accuracy(plan, work, data),
         "scaling": lambda: section_scaling(plan, work, data),
+        "precision": lambda: section_precision(plan, work, data),
     }
     for name in SECTIONS:
         if name not in wanted:
