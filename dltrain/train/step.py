@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dltrain.config import Config
 from dltrain.data import Splits
-from dltrain.data.pipeline import Pipeline, make_pipeline
+from dltrain.data.pipeline import ImageFilePipeline, Pipeline, epoch_order, make_pipeline
 from dltrain.models import build_model
 from dltrain.models.transfer import backbone_layers, leaf_layers
 from dltrain.train.optimizers import TableSchedule, build_optimizer
@@ -265,8 +265,25 @@ class TrainStep:
 
     # ------------------------------------------------------------------------------------- passes
 
+    def _per_worker(self, data: Pipeline) -> bool:
+        """Whether each worker reads only its own share of ``data`` (image files streamed under several
+        workers); otherwise every worker runs the whole pipeline and tf.data's DATA policy keeps its share."""
+        return self.runtime.workers > 1 and isinstance(data, ImageFilePipeline) and data.streams
+
+    def _sharded(self, data: ImageFilePipeline, order: np.ndarray, skip_batches: int) -> Any:
+        return iter(
+            self.strategy.distribute_datasets_from_function(
+                lambda context: data.worker_dataset(order, skip_batches, context)
+            )
+        )
+
     def train_iterator(self, epoch: int, skip_batches: int = 0) -> Any:
-        ds = self.train_data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
+        data = self.train_data
+        if self._per_worker(data):
+            assert isinstance(data, ImageFilePipeline)
+            order = epoch_order(data.size, self.cfg.seed, epoch, self.cfg.data.shuffle)
+            return self._sharded(data, order, skip_batches)
+        ds = data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def run_steps(self, iterator: Any, steps: int) -> tuple[float, float, float]:
@@ -274,7 +291,11 @@ class TrainStep:
         return float(out[0]), float(out[1]), float(out[2])
 
     def evaluate(self, data: Pipeline) -> StepTotals:
-        iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
+        if self._per_worker(data):
+            assert isinstance(data, ImageFilePipeline)
+            iterator = self._sharded(data, np.arange(data.size), 0)
+        else:
+            iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
         out = self._eval_chunk(iterator, tf.constant(data.steps, dtype=tf.int32))
         return StepTotals(float(out[0]), float(out[1]), float(out[2]))
 
