@@ -265,10 +265,12 @@ class TrainStep:
 
     # ------------------------------------------------------------------------------------- passes
 
-    def _per_worker(self, data: Pipeline) -> bool:
-        """Whether each worker reads only its own share of ``data`` (image files streamed under several
-        workers); otherwise every worker runs the whole pipeline and tf.data's DATA policy keeps its share."""
-        return self.runtime.workers > 1 and isinstance(data, ImageFilePipeline) and data.streams
+    def _per_worker(self, data: Pipeline) -> ImageFilePipeline | None:
+        """``data`` where each worker reads only its own share of it (image files streamed under several
+        workers); else None: every worker runs the whole pipeline and tf.data's DATA policy keeps its share."""
+        if self.runtime.workers > 1 and isinstance(data, ImageFilePipeline) and data.streams:
+            return data
+        return None
 
     def _sharded(self, data: ImageFilePipeline, order: np.ndarray, skip_batches: int) -> Any:
         return iter(
@@ -278,12 +280,11 @@ class TrainStep:
         )
 
     def train_iterator(self, epoch: int, skip_batches: int = 0) -> Any:
-        data = self.train_data
-        if self._per_worker(data):
-            assert isinstance(data, ImageFilePipeline)
-            order = epoch_order(data.size, self.cfg.seed, epoch, self.cfg.data.shuffle)
-            return self._sharded(data, order, skip_batches)
-        ds = data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
+        files = self._per_worker(self.train_data)
+        if files is not None:
+            order = epoch_order(files.size, self.cfg.seed, epoch, self.cfg.data.shuffle)
+            return self._sharded(files, order, skip_batches)
+        ds = self.train_data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def run_steps(self, iterator: Any, steps: int) -> tuple[float, float, float]:
@@ -291,9 +292,9 @@ class TrainStep:
         return float(out[0]), float(out[1]), float(out[2])
 
     def evaluate(self, data: Pipeline) -> StepTotals:
-        if self._per_worker(data):
-            assert isinstance(data, ImageFilePipeline)
-            iterator = self._sharded(data, np.arange(data.size), 0)
+        files = self._per_worker(data)
+        if files is not None:
+            iterator = self._sharded(files, np.arange(files.size), 0)
         else:
             iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
         out = self._eval_chunk(iterator, tf.constant(data.steps, dtype=tf.int32))
