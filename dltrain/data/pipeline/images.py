@@ -69,8 +69,8 @@ def shard_batches(
     global batch, ``batch_size / shards`` wide, holding its ``lengths[i]`` examples first (then padding).
 
     A global batch of ``n`` examples is cut into ``shards`` consecutive runs, ``ceil(n / shards)`` long until
-    the batch runs out: the shares of a full batch are equal, and where the epoch's last batch has fewer
-    examples than shards, the last shards' rows are empty, never missing (every worker steps as often).
+    the batch runs out: the shares of a full batch are equal; in the epoch's short last batch the last shards'
+    rows may be empty, never missing (every worker steps as often, and the step all-reduces the count).
     """
     size = len(order)
     steps = math.ceil(size / batch_size)
