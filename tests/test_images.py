@@ -349,6 +349,57 @@ def test_epoch_order_is_seeded_and_skip_batches_resumes_inside_an_epoch(split_ro
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("size", [1, 2, 7, 30, 32, 33, 97])
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_shard_batches_splits_every_global_batch_among_workers(size: int, shards: int) -> None:
+    """Multi-worker image input: every shard gets one row per global batch (an empty one where the last batch
+    has fewer examples than shards), the rows of a batch are disjoint and together are the global batch."""
+    from dltrain.data.pipeline.images import shard_batches
+
+    batch_size = 12 if shards == 3 else 16
+    order = np.random.default_rng(size).permutation(size)
+    parts = [shard_batches(order, batch_size, shards, shard) for shard in range(shards)]
+    steps = -(-size // batch_size)
+    for rows, lengths in parts:
+        assert rows.shape == (steps, batch_size // shards) and lengths.shape == (steps,)
+    for step in range(steps):
+        shares = [rows[step, : lengths[step]] for rows, lengths in parts]
+        glued = np.concatenate(shares)
+        np.testing.assert_array_equal(glued, order[step * batch_size : (step + 1) * batch_size])
+        assert len(set(glued.tolist())) == len(glued)  # disjoint
+    if size % batch_size and size % batch_size < shards:  # the last batch leaves a shard empty, not missing
+        assert min(int(lengths[-1]) for _, lengths in parts) == 0
+
+
+def test_worker_datasets_decode_only_their_share_in_step_with_each_other(split_root: Path) -> None:
+    """The per-worker datasets of ``distribute_datasets_from_function`` (a real ``InputContext`` per worker):
+    the same number of batches each, an empty [0, h, w, c] one where a worker's share is empty, and together
+    the pixels and labels of the one-process pipeline, resumed batches skipped on every worker."""
+    import tensorflow as tf
+
+    splits = load_splits(_cfg(split_root), seed=1)
+    pipe = _pipeline(splits, "train", batch_size=48)  # 240 examples: 5 global batches
+    order = np.random.default_rng(3).permutation(240)[:194]  # 4 global batches and one of 2 examples
+    whole = [(x.numpy(), y.numpy()) for x, y in pipe.dataset(order, skip_batches=1)]
+    for workers in (2, 3):
+        parts = []
+        for worker in range(workers):
+            context = tf.distribute.InputContext(workers, worker, workers)
+            parts.append([(x.numpy(), y.numpy()) for x, y in pipe.worker_dataset(order, 1, context)])
+        assert [len(p) for p in parts] == [len(whole)] * workers == [4] * workers
+        for step, (x, y) in enumerate(whole):
+            np.testing.assert_array_equal(np.concatenate([p[step][0] for p in parts]), x)
+            np.testing.assert_array_equal(np.concatenate([p[step][1] for p in parts]), y)
+        last = [p[-1][0].shape for p in parts]  # 2 examples: among 3 workers, the last one's share is empty
+        assert last == ([(1, 28, 28, 3)] * 2 + [(0, 28, 28, 3)] * (workers - 2))
+    two_local = tf.distribute.InputContext(
+        2, 1, 4
+    )  # 2 workers of 2 replicas each: batches alternate replicas
+    mine = [y.numpy() for _, y in pipe.worker_dataset(order, 1, two_local)]
+    assert len(mine) == 8 and [len(y) for y in mine[:2]] == [12, 12]
+    np.testing.assert_array_equal(np.concatenate(mine[:2]), whole[0][1][24:])
+
+
 # ------------------------------------------------------------------------------------------ augmentation
 
 

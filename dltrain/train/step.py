@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dltrain.config import Config
 from dltrain.data import Splits
-from dltrain.data.pipeline import Pipeline, make_pipeline
+from dltrain.data.pipeline import ImageFilePipeline, Pipeline, epoch_order, make_pipeline
 from dltrain.models import build_model
 from dltrain.models.transfer import backbone_layers, leaf_layers
 from dltrain.train.optimizers import TableSchedule, build_optimizer
@@ -265,7 +265,25 @@ class TrainStep:
 
     # ------------------------------------------------------------------------------------- passes
 
+    def _per_worker(self, data: Pipeline) -> ImageFilePipeline | None:
+        """``data`` where each worker reads only its own share of it (image files streamed under several
+        workers); else None: every worker runs the whole pipeline and tf.data's DATA policy keeps its share."""
+        if self.runtime.workers > 1 and isinstance(data, ImageFilePipeline) and data.streams:
+            return data
+        return None
+
+    def _sharded(self, data: ImageFilePipeline, order: np.ndarray, skip_batches: int) -> Any:
+        return iter(
+            self.strategy.distribute_datasets_from_function(
+                lambda context: data.worker_dataset(order, skip_batches, context)
+            )
+        )
+
     def train_iterator(self, epoch: int, skip_batches: int = 0) -> Any:
+        files = self._per_worker(self.train_data)
+        if files is not None:
+            order = epoch_order(files.size, self.cfg.seed, epoch, self.cfg.data.shuffle)
+            return self._sharded(files, order, skip_batches)
         ds = self.train_data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
@@ -274,7 +292,11 @@ class TrainStep:
         return float(out[0]), float(out[1]), float(out[2])
 
     def evaluate(self, data: Pipeline) -> StepTotals:
-        iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
+        files = self._per_worker(data)
+        if files is not None:
+            iterator = self._sharded(files, np.arange(files.size), 0)
+        else:
+            iterator = iter(self.strategy.experimental_distribute_dataset(data.evaluation()))
         out = self._eval_chunk(iterator, tf.constant(data.steps, dtype=tf.int32))
         return StepTotals(float(out[0]), float(out[1]), float(out[2]))
 

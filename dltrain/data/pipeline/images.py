@@ -9,6 +9,9 @@ where decoding would cost more than the training step).
 Pixels are resized with antialiased bilinear interpolation (as Pillow's BILINEAR, which
 ``dltrain.data.images.read_images`` uses for plots) and rounded to whole grey levels, so a streamed image,
 a cached one and a uint8 image handed to ``model.keras`` are the same input.
+
+Under several workers (``worker_dataset``), each worker reads and decodes only its replicas' share of every
+global batch (``shard_batches``), instead of decoding every file and dropping the other workers' share.
 """
 
 from __future__ import annotations
@@ -59,6 +62,30 @@ def decode_image(raw: tf.Tensor, height: int, width: int, channels: int) -> tf.T
     return tf.ensure_shape(pixels, (height, width, channels))
 
 
+def shard_batches(
+    order: np.ndarray, batch_size: int, shards: int, shard: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shard ``shard`` of ``shards``' part of every global batch of ``order``: (rows, lengths), one row per
+    global batch, ``batch_size / shards`` wide, holding its ``lengths[i]`` examples first (then padding).
+
+    A global batch of ``n`` examples is cut into ``shards`` consecutive runs, ``ceil(n / shards)`` long until
+    the batch runs out: the shares of a full batch are equal; in the epoch's short last batch the last shards'
+    rows may be empty, never missing (every worker steps as often, and the step all-reduces the count).
+    """
+    size = len(order)
+    steps = math.ceil(size / batch_size)
+    width = math.ceil(batch_size / shards)
+    starts = np.arange(steps, dtype=np.int64) * batch_size
+    n = np.minimum(batch_size, size - starts)
+    per_shard = -(-n // shards)
+    lo = starts + np.minimum(n, per_shard * shard)
+    lengths = starts + np.minimum(n, per_shard * (shard + 1)) - lo
+    cols = np.arange(width, dtype=np.int64)
+    positions = np.minimum(lo[:, None] + cols[None, :], max(size - 1, 0))
+    rows = np.where(cols[None, :] < lengths[:, None], np.asarray(order, dtype=np.int64)[positions], 0)
+    return rows.reshape(steps, width), lengths
+
+
 class ImageFilePipeline:
     """Batches of one split read from image files: (float32 pixels, targets)."""
 
@@ -96,6 +123,51 @@ class ImageFilePipeline:
             .batch(self.batch_size)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(distribute_options())
+        )
+
+    @property
+    def streams(self) -> bool:
+        """Whether batches are read from the files (not from the decoded cache): then several workers
+        each read only their share (``worker_dataset``)."""
+        return self.cached is None
+
+    def worker_dataset(
+        self, order: np.ndarray, skip_batches: int, context: tf.distribute.InputContext
+    ) -> tf.data.Dataset:
+        """This worker's part of ``dataset(order, skip_batches)`` for ``distribute_datasets_from_function``:
+        for every global batch, the per-replica batch of each of its replicas in turn, read and decoded here
+        alone. A replica with no examples in the epoch's last batch gets an empty (0, h, w, c) batch."""
+        replicas = context.num_replicas_in_sync
+        local = max(replicas // context.num_input_pipelines, 1)
+        first = context.input_pipeline_id * local
+        rest = np.asarray(order)[skip_batches * self.batch_size :]
+        parts = [shard_batches(rest, self.batch_size, replicas, first + j) for j in range(local)]
+        rows = np.stack([p[0] for p in parts], axis=1).reshape(-1, parts[0][0].shape[1])
+        lengths = np.stack([p[1] for p in parts], axis=1).reshape(-1)
+        width = rows.shape[1]
+        valid = np.arange(width)[None, :] < lengths[:, None]
+        height, width_px, channels = self.image_shape
+
+        def load(index: tf.Tensor, keep: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            pixels = tf.cond(
+                keep,
+                lambda: self._load(index)[0],
+                lambda: tf.zeros((height, width_px, channels), tf.float32),  # padding: no file read
+            )
+            return pixels, tf.gather(self._y, index), keep
+
+        def unpad(x: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.boolean_mask(x, keep), tf.boolean_mask(y, keep)
+
+        options = tf.data.Options()  # sharded here: nothing for tf.data's auto-sharding to do
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        ds = tf.data.Dataset.from_tensor_slices((rows.reshape(-1), valid.reshape(-1)))
+        return (
+            ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(width)  # every row is exactly ``width`` long: one batch a replica's share
+            .map(unpad)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
         )
 
     def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
