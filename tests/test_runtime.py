@@ -85,6 +85,41 @@ def test_cpu_bf16_flags_are_read_from_the_flags_line(tmp_path: Path) -> None:
     assert cpu_bf16_flags(tmp_path / "missing") == []  # not Linux: nothing known, float32
 
 
+def test_auto_keeps_recurrent_models_in_float32_on_a_bfloat16_cpu(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from dltrain.train.runtime import auto_precision
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("auto decides by the GPU here")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16\n")
+    assert auto_precision(False, info)[0] == "bfloat16"
+    setting, reason = auto_precision(True, info)
+    assert setting == "off" and "recurrent" in reason and "avx512_bf16" in reason
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert auto_precision(False, info)[0] == "off" and auto_precision(True, info)[0] == "off"
+
+
+def test_auto_precision_of_a_recurrent_run_is_float32_and_pinned(tmp_path: Path) -> None:
+    from dltrain.train.runtime import cpu_bf16_flags
+
+    cfg = _config(tmp_path / "c.yaml", {"mixed_precision": "auto"})
+    data = yaml.safe_load(cfg.read_text())
+    data["model"] = {"kind": "rnn", "cell": "gru", "units": [8]}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = run_dltrain("fit", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dir_from(proc.stdout)
+    runtime = json.loads((run / "run.json").read_text())["runtime"]
+    if not runtime["devices"][0].endswith("CPU:0"):
+        pytest.skip("trained on a GPU")
+    assert runtime["precision"] == "float32"
+    assert yaml.safe_load((run / "config.yaml").read_text())["runtime"]["mixed_precision"] == "off"
+    if cpu_bf16_flags():
+        assert "recurrent" in runtime["precision_reason"]
+
+
 def test_auto_precision_is_recorded_pinned_in_config_and_exported_in_float32(tmp_path: Path) -> None:
     import keras
 

@@ -469,7 +469,8 @@ class RuntimeConfig(_Strict):
     mixed_precision: Literal["auto", "off", "float16", "bfloat16"] = Field(
         "auto",
         description="auto: float16 on GPUs with compute capability >= 7.0, bfloat16 on a CPU with native bf16 "
-        "(avx512_bf16 / amx_bf16), else off; resolved when the run starts and written into its config.yaml.",
+        "(avx512_bf16 / amx_bf16) unless the model is recurrent, else off; resolved when the run starts and "
+        "written into its config.yaml.",
     )
     jit_compile: bool = Field(False, description="XLA; off by default (made a CNN 4x slower on CPU).")
     deterministic: bool = Field(False, description="Enable TF op determinism (slower, bit-reproducible).")

@@ -64,7 +64,7 @@ def _read_idx_stream(fh: Any, path: Path) -> np.ndarray:
     stored = np.dtype(_IDX_DTYPES[magic[2]])
     expected = int(np.prod(dims)) * stored.itemsize
     out = aligned_empty(tuple(dims), stored.newbyteorder("="))
-    got = _read_into(fh, memoryview(out.reshape(-1).view(np.uint8)))
+    got = _read_into(fh, out.reshape(-1).view(np.uint8).data)
     extra = 0
     while chunk := fh.read(1 << 20):
         extra += len(chunk)

@@ -151,7 +151,7 @@ class Splits:
             for item in x:
                 digest.update(str(item).encode("utf-8", "surrogatepass") + b"\0")
         else:  # the bytes in place: ``tobytes()`` held a transient copy of the pixels (bench/README.md)
-            digest.update(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
+            digest.update(np.ascontiguousarray(x).reshape(-1).view(np.uint8).data)
         if self.task == "regression":
             digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
         else:

@@ -135,7 +135,9 @@ def _local_runtime(cfg: Config) -> Any:
     runtime_cfg = cfg.runtime
     if runtime_cfg.strategy in ("multi_worker", "tpu"):
         runtime_cfg = runtime_cfg.model_copy(update={"strategy": "auto"})
-    return setup_runtime(runtime_cfg, cfg.seed, cfg.data.batch_size, allow_cluster=False)
+    return setup_runtime(
+        runtime_cfg, cfg.seed, cfg.data.batch_size, allow_cluster=False, recurrent=cfg.model.kind == "rnn"
+    )
 
 
 def evaluate_run(run_dir: Path, split: str = "test", top_k: int = 16, batch_size: int = 512) -> EvalReport:

@@ -142,8 +142,13 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return []
 
 
-def _auto_precision() -> tuple[str, str]:
-    """``auto``: (setting, reason). Training runs on the GPUs when there are any, else on the CPU."""
+def auto_precision(recurrent: bool = False, cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
+    """``auto``: (setting, reason). Training runs on the GPUs when there are any, else on the CPU.
+
+    On a CPU, bfloat16 pays for convolutions and large matrix products (AMX / AVX512_BF16 kernels), but not for
+    recurrent layers: their step-by-step cells ran slower in bfloat16 and lost accuracy (bench/RESULTS.md
+    section 7: books_rnn 8.7 points, digits_rnn 2.0), so a recurrent model stays in float32 there.
+    """
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         # mixed float16 pays where tensor cores are (compute capability 7.0+); older GPUs run it slower.
@@ -152,7 +157,12 @@ def _auto_precision() -> tuple[str, str]:
             lowest = min(tuple(cc) for cc in capabilities if cc is not None)
             return "float16", f"auto: GPU compute capability {lowest[0]}.{lowest[1]} >= 7.0 (tensor cores)"
         return "off", "auto: GPU without tensor cores (compute capability < 7.0)"
-    flags = cpu_bf16_flags()
+    flags = cpu_bf16_flags(cpuinfo)
+    if flags and recurrent:
+        return "off", (
+            f"auto: the CPU has native bfloat16 ({', '.join(flags)}), but recurrent layers train slower and "
+            "less accurately in it; float32"
+        )
     if flags:
         return "bfloat16", f"auto: the CPU has native bfloat16 ({', '.join(flags)})"
     return "off", "auto: no GPU and no native bfloat16 on the CPU (avx512_bf16 / amx_bf16)"
@@ -179,8 +189,13 @@ def pinned_config(cfg: Config, runtime: Runtime) -> Config:
     )
 
 
-def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True) -> Runtime:
+def setup_runtime(
+    cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True, recurrent: bool = False
+) -> Runtime:
     """Seed everything, choose precision and strategy, and check the batch divides over the replicas.
+
+    ``recurrent``: the model is recurrent (``model.kind: rnn``), which ``mixed_precision: auto`` keeps in
+    float32 on a CPU.
 
     Raises:
         ConfigError: the global batch does not divide by the number of replicas.
@@ -216,7 +231,7 @@ def setup_runtime(cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_clust
     setting: str = cfg.mixed_precision
     precision_reason = "set in runtime.mixed_precision"
     if setting == "auto":
-        setting, precision_reason = _auto_precision()
+        setting, precision_reason = auto_precision(recurrent)
         if multi is not None:
             setting, precision_reason = _agreed(multi, setting, precision_reason)
     precision = POLICIES[setting]
