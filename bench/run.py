@@ -618,6 +618,8 @@ def main() -> None:
             **steps[name](),
             "wall_seconds": round(time.monotonic() - t0, 1),
             "dltrain_commit": results["environment"]["dltrain_commit"],
+            "machine": f"{results['environment']['cpu']}, {results['environment']['cores']} cores",
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
         results["environment"]["load_average_end"] = os.getloadavg()
         results["bench_wall_seconds"] = round(previous_wall + time.monotonic() - started, 1)
