@@ -564,6 +564,18 @@ def commits(results: dict[str, Any]) -> str:
     return "; ".join(f"{name}: {c}" for name, c in by_section.items())
 
 
+def sections_measured(results: dict[str, Any]) -> str:
+    """When, where and on which commit each section ran (``--only`` re-runs some sections, keeps the rest)."""
+    rows = [
+        [name, sec.get("date", results["date"]), sec.get("machine", "not recorded"),
+         sec.get("dltrain_commit") or "", f"{sec.get('wall_seconds', 0) / 60:.0f}"]
+        for name, sec in results["sections"].items()
+    ]  # fmt: skip
+    return "\nSections (ratios are only taken within one section's runs):\n\n" + table(
+        ["section", "measured", "machine", "dltrain commit", "wall min"], rows
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     env, sections, plan = results["environment"], results["sections"], results["plan"]
     goals: list[list[str]] = []
@@ -604,7 +616,9 @@ def render(results: dict[str, Any]) -> str:
         f"- Data: Fashion-MNIST from Debian's dataset-fashion-mnist, {results['train_images']:,} training images; "
         "network: keras.io mnist_convnet with 'same' padding (conv32-pool-conv64-pool-dropout0.5-dense10), "
         "batch 128, Adam 1e-3 (sections 1, 3, 6)\n"
-        "- CPU-s = user + system CPU time of the process; medians, with (min-max) over repeats\n\n"
+        "- CPU-s = user + system CPU time of the process; medians, with (min-max) over repeats\n"
+        + sections_measured(results)
+        + "\n"
         "## Goals of issue 15 (performance)\n\n"
         + table(["goal", "target", "measured (raw figures beside each ratio)", ""], issue15)
         + "\n## Goals of issue 6 (the first benchmark)\n\n"
