@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-python lint schema clean-runs bench bench-quick bench-smoke bench-gpu
+.PHONY: install install-bench demo test test-all test-python lint schema clean-runs bench bench-quick bench-smoke bench-gpu
 
 install: $(STAMP)
 
@@ -80,6 +80,9 @@ BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $(BENCH_STAMP)
+
+# The bench extra alone (PyTorch 2.13, CPU build): CI installs it for tests/test_bench_gpu.py's dry run.
+install-bench: $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --mode full
