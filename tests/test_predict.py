@@ -318,6 +318,22 @@ def test_rows_and_writer_are_atomic(tmp_path: Path) -> None:
     assert rows(reg, ["s.csv:9"], np.array([[1.5, 2.5]]))[0]["predicted"] == {"y t+1": 1.5, "y t+2": 2.5}
 
 
+def test_stdout_gets_no_header_when_predicting_fails_before_the_first_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = OutputSpec("classification", ["cat", "dog", "fox"], top_k=1)
+    for fmt in ("csv", "json"):
+        with pytest.raises(RuntimeError), PredictionWriter(spec, None, fmt):
+            raise RuntimeError("a file failed to decode")  # e.g. exit 3 on the first batch
+        assert capsys.readouterr().out == ""
+    with PredictionWriter(spec, None, "csv") as writer:
+        writer.write(rows(spec, ["a.png"], np.array([[0.1, 0.7, 0.2]])))
+    assert capsys.readouterr().out.splitlines() == ["id,predicted,probability", "a.png,dog,0.7"]
+    with PredictionWriter(spec, None, "json"):
+        pass  # nothing to predict: still a valid, empty document
+    assert capsys.readouterr().out == "[]\n"
+
+
 @needs_fixture_keras
 def test_python_api_returns_what_the_cli_writes(images_run: Path, tmp_path: Path) -> None:
     import dltrain

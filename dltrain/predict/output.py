@@ -149,6 +149,15 @@ class PredictionWriter:
             self._csv = csv.DictWriter(
                 self._fh, fieldnames=spec.columns(labelled), lineterminator="\n", extrasaction="ignore"
             )
+        # The CSV header (or JSON's "[") is written with the first rows, or by commit: a prediction that fails
+        # before its first batch prints nothing on stdout (a header alone looked like an empty result).
+        self._opened = False
+
+    def _open(self) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        if self._csv is not None:
             self._csv.writeheader()
         else:
             self._fh.write("[")
@@ -163,6 +172,7 @@ class PredictionWriter:
             self.abort()
 
     def write(self, batch: list[dict[str, Any]]) -> None:
+        self._open()
         for row in batch:
             if self.fmt == "csv":
                 self._csv.writerow(_flat(self.spec, row))
@@ -177,6 +187,7 @@ class PredictionWriter:
             self._fh.flush()
 
     def commit(self) -> None:
+        self._open()
         if self.fmt == "json":
             self._fh.write("\n]\n" if self.count else "]\n")
         if self._tmp is None or self.output is None:
