@@ -87,7 +87,9 @@ _NOISE_LINES = re.compile(
     rb"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|To enable (?:the following instructions: .*, in other operations|them in other operations), "
     rb"rebuild TensorFlow with the appropriate compiler flags\."
-    rb"|Skipping registering GPU devices\.\.\.)$"
+    rb"|Skipping registering GPU devices\.\.\."
+    # LiteRT's interpreter (dltrain predict --model, export's checks), once per process.
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)$"
 )
 
 

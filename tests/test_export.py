@@ -24,13 +24,15 @@ from tests.conftest import REPO, keras_version, needs_litert_keras, run_dir_from
 
 TOLERANCE = 1e-4  # float32 artefact vs model.keras, on class probabilities
 
-# Runs dltrain's CLI in this interpreter with the modules in BLOCK made unimportable, and reports afterwards
-# whether TensorFlow was imported.
+# Runs dltrain's CLI (with its stderr filter, as `dltrain` has) in this interpreter with the modules in BLOCK
+# made unimportable, and reports afterwards whether TensorFlow was imported.
 CLI = """
 import sys
 for name in {block!r}:
     sys.modules[name] = None
+from dltrain import tfquiet
 from dltrain.cli import app
+tfquiet.install(sys.argv[1:])  # as dltrain.cli.main does
 try:
     app(args=sys.argv[1:], prog_name="dltrain")
     code = 0
@@ -218,6 +220,7 @@ def test_predict_with_an_export_folder_imports_no_tensorflow(
     proc = run_cli("predict", "--model", str(folder), str(tmp_path / "digits.npy"), "--top-k", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "TENSORFLOW_IMPORTED=False" in proc.stderr
+    assert "XNNPACK" not in proc.stderr  # LiteRT's start-up line is kept off the terminal (dltrain.tfquiet)
     rows = _rows(proc.stdout)
     expected = keras.saving.load_model(digits_run / "model.keras", compile=False).predict(
         digits_images[:20], verbose=0

@@ -65,6 +65,7 @@ NOISE_SAMPLES = [
     b"Could not load dynamic library 'libcudart.so.11.0'; dlerror: libcudart.so.11.0: cannot open shared object",
     b"E0000 00:00:1727000000.123456    1234 cuda_diagnostics.cc:135] retrieving CUDA diagnostic information for "
     b"host: box",
+    b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
 ]
 
 KEPT_SAMPLES = [
