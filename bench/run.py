@@ -44,12 +44,12 @@ SECTIONS = ("startup", "throughput", "recommended", "time_to_accuracy", "lr_find
 # and off, each scored by `dltrain evaluate`. Configs that need a download (mnist_cnn: keras.datasets;
 # pets_finetune: ImageNet weights), a folder the user writes first (fashion_folder_cnn: the same network and
 # data as fashion_mnist_cnn, from PNG files) or that are a sweep's search space (digits_sweep) are left out.
-# The Fashion-MNIST ones run one seed each (minutes per run), the rest ``plan.precision_seeds`` seeds.
+# Each runs ``plan.precision_seeds`` seeds (0, 1, ...): one seed's difference is mostly seed noise (two
+# float32 runs of fashion_mnist_cnn, seeds 0 and 42, landed 0.2 points apart; digits_cnn's two seeds 1.1).
 PRECISION_CONFIGS = (
     "colors_mlp", "digits_dense", "digits_cnn", "digits_rnn", "books_rnn", "sunspots_gru",
     "fashion_mnist_fast", "fashion_mnist_cnn",
 )  # fmt: skip
-PRECISION_ONE_SEED = ("fashion_mnist_fast", "fashion_mnist_cnn")
 # Section "startup" also times `dltrain evaluate` of a small run (issue 15, goal 5): this config's.
 EVALUATE_CONFIG = Path("configs") / "colors_mlp.yaml"
 # Section "recommended": the recommended network (configs/fashion_mnist_cnn.yaml) as plain Keras in float32,
@@ -472,8 +472,7 @@ def section_precision(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]
         config = dltrain_src() / "configs" / f"{name}.yaml"
         fashion = name.startswith("fashion_mnist")
         sets = npz_sets(data.base) if plan.train_limit and fashion else []
-        seeds = 1 if name in PRECISION_ONE_SEED else plan.precision_seeds
-        for seed in range(seeds):
+        for seed in range(plan.precision_seeds):
             for precision in ("auto", "off"):
                 tag = f"precision-{name}-{precision}-{seed}"
                 print(f"precision: {tag}")
