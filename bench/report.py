@@ -23,7 +23,7 @@ LINEAR_TOLERANCE = 0.15  # per-image cost within 15% of 1x counts as linear
 GOAL15_ACCURACY = 0.930  # test accuracy within the plain script's 20-epoch CPU budget
 GOAL15_TO_90_SPEEDUP = 6.0  # CPU-seconds to 90% test accuracy, plain / dltrain
 GOAL15_MEMORY = 0.6  # max RSS, dltrain / plain Keras (Fashion-MNIST fit)
-GOAL15_PRECISION_POINTS = 0.3  # |test accuracy under auto - float32|, percentage points
+GOAL15_PRECISION_POINTS = 0.3  # test accuracy under auto at most this far below float32, percentage points
 GOAL15_EVALUATE = 1.5  # dltrain evaluate (small run) / import tensorflow, wall
 
 
@@ -502,7 +502,7 @@ def precision(section: dict[str, Any], goals: list[list[str]]) -> str:
         a = [_score(r)[1] * 100 for r in auto]
         o = [_score(r)[1] * 100 for r in off]
         diff = med(a) - med(o)
-        ok = abs(diff) <= GOAL15_PRECISION_POINTS
+        ok = diff >= -GOAL15_PRECISION_POINTS  # "not lower" (issue 15's Keep): better under auto is no fault
         if not ok:
             failing.append(name)
         cpu_a, cpu_o = med(r["train_cpu"] for r in auto), med(r["train_cpu"] for r in off)
@@ -514,7 +514,7 @@ def precision(section: dict[str, Any], goals: list[list[str]]) -> str:
     n_ok = len(rows) - len(failing)
     goals.append([
         "15.4 shipped configs' test score under auto vs float32",
-        f"within {GOAL15_PRECISION_POINTS} points", f"{n_ok} of {len(rows)} configs"
+        f"at most {GOAL15_PRECISION_POINTS} points below", f"{n_ok} of {len(rows)} configs"
         + (f" (not: {', '.join(failing)})" if failing else ""), met(not failing and bool(rows)),
     ])  # fmt: skip
     reason = next((r["reason"] for r in section["runs"] if r["setting"] == "auto"), "")
@@ -523,8 +523,10 @@ def precision(section: dict[str, Any], goals: list[list[str]]) -> str:
         "Every shipped config that trains offline, as shipped, once with `runtime.mixed_precision` auto and "
         f"once off (float32), per seed; each run scored by `dltrain evaluate` on its test split (accuracy in "
         f"%, R^2 x 100 for regression). `auto` here: {reason or 'n/a'}. Medians over seeds; 'float32 spread' is "
-        "the range between seeds under float32 alone, i.e. how far two float32 runs land apart. Small test "
-        "splits move in large steps: one example of 30 (colours) is 3.3 points, of 360 (digits) 0.28.\n\n"
+        "the range between seeds under float32 alone, i.e. how far two float32 runs land apart. A config "
+        f"passes when auto's median is at most {GOAL15_PRECISION_POINTS} points below float32's (higher is no "
+        "fault). Small test splits move in large steps: one example of 30 (colours) is 3.3 points, of 360 "
+        "(digits) 0.28.\n\n"
         + table(
             [
                 "config",
@@ -537,7 +539,7 @@ def precision(section: dict[str, Any], goals: list[list[str]]) -> str:
                 "auto - float32",
                 "float32 spread",
                 "training CPU-s auto / float32",
-                "within 0.3",
+                "not 0.3 below",
             ],
             rows,
         )  # fmt: skip
