@@ -288,25 +288,23 @@ def _classification_report(
         top_idx,
         ["index", "item", "true", "predicted", "loss", "probability", "true_probability"],
     )
-    _interpretation(splits, split, y, probs, losses, cm, out_dir, top_k)
+    _interpretation(examples, cm, top_k)
     return EvalReport(run_dir, split, summary, per_class, out_dir, top)
 
 
+@dataclass
 class _Examples:
     """Chosen test examples written as ``<name>.csv`` and, where the inputs are images, ``<name>.png``."""
 
-    def __init__(
-        self, splits: Splits, split: str, y: np.ndarray, probs: np.ndarray, losses: np.ndarray, out_dir: Path
-    ) -> None:
-        self.splits, self.split, self.y, self.probs, self.losses, self.out_dir = (
-            splits,
-            split,
-            y,
-            probs,
-            losses,
-            out_dir,
-        )
-        self.pred = probs.argmax(axis=1)
+    splits: Splits
+    split: str
+    y: np.ndarray
+    probs: np.ndarray
+    losses: np.ndarray
+    out_dir: Path
+
+    def __post_init__(self) -> None:
+        self.pred = self.probs.argmax(axis=1)
 
     def write(
         self,
@@ -343,27 +341,17 @@ class _Examples:
         return rows
 
 
-def _interpretation(
-    splits: Splits,
-    split: str,
-    y: np.ndarray,
-    probs: np.ndarray,
-    losses: np.ndarray,
-    cm: np.ndarray,
-    out_dir: Path,
-    top_k: int,
-) -> None:
+def _interpretation(examples: _Examples, cm: np.ndarray, top_k: int) -> None:
     """fast.ai's interpretation: most confident correct / wrong, most uncertain (CSV, and image grids), and the
     most confused class pairs with counts (``most_confused.csv``)."""
-    examples = _Examples(splits, split, y, probs, losses, out_dir)
     columns = ["index", "item", "true", "predicted", "probability", "true_probability", "loss"]
-    for view, idx in interpret.select(probs, y, top_k).items():
+    for view, idx in interpret.select(examples.probs, examples.y, top_k).items():
         title = f"{view.replace('_', ' ')}: prediction / actual / loss / probability"
         examples.write(view, idx, columns, title=title)
     _write_csv(
-        out_dir / "most_confused.csv",
+        examples.out_dir / "most_confused.csv",
         ["actual", "predicted", "count"],
-        interpret.most_confused(cm, splits.class_names),
+        interpret.most_confused(cm, examples.splits.class_names),
     )
 
 
