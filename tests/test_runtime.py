@@ -94,11 +94,11 @@ def test_auto_keeps_recurrent_models_in_float32_on_a_bfloat16_cpu(tmp_path: Path
         pytest.skip("auto decides by the GPU here")
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16\n")
-    assert auto_precision(False, info)[0] == "bfloat16"
-    setting, reason = auto_precision(True, info)
+    assert auto_precision("cnn", info)[0] == "bfloat16"
+    setting, reason = auto_precision("rnn", info)
     assert setting == "off" and "recurrent" in reason and "avx512_bf16" in reason
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
-    assert auto_precision(False, info)[0] == "off" and auto_precision(True, info)[0] == "off"
+    assert auto_precision("cnn", info)[0] == "off" and auto_precision("rnn", info)[0] == "off"
 
 
 def test_auto_precision_of_a_recurrent_run_is_float32_and_pinned(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def _local_runtime(cfg: Config) -> Any:
     if runtime_cfg.strategy in ("multi_worker", "tpu"):
         runtime_cfg = runtime_cfg.model_copy(update={"strategy": "auto"})
     return setup_runtime(
-        runtime_cfg, cfg.seed, cfg.data.batch_size, allow_cluster=False, recurrent=cfg.model.kind == "rnn"
+        runtime_cfg, cfg.seed, cfg.data.batch_size, allow_cluster=False, model_kind=cfg.model.kind
     )
 
 

@@ -122,7 +122,7 @@ def prepare(cfg: Config, splits: Splits | None = None) -> Prepared:
     """
     splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
     check_fit(cfg, splits)
-    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size, recurrent=cfg.model.kind == "rnn")
+    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size, model_kind=cfg.model.kind)
     callbacks = load_callbacks(cfg.train.callbacks)
     keras.utils.set_random_seed(cfg.seed)  # the same initial weights with or without lr-find
     steps_per_epoch = math.ceil(len(splits.y_train) / cfg.data.batch_size)
@@ -488,7 +488,7 @@ def lr_find(cfg: Config, runs_root: Path, splits: Splits | None = None) -> tuple
     """Run the range test into a new run directory ``<name>-lrfind-<stamp>`` (the chief's, under multi-worker)."""
     splits = splits if splits is not None else load_splits(cfg.data, cfg.seed)
     check_fit(cfg, splits)
-    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size, recurrent=cfg.model.kind == "rnn")
+    runtime = setup_runtime(cfg.runtime, cfg.seed, cfg.data.batch_size, model_kind=cfg.model.kind)
     if not runtime.is_chief:
         with _scratch(runtime) as scratch:
             return _lr_find_into(cfg, splits, runtime, Path(scratch) / "run")

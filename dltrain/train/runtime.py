@@ -142,7 +142,11 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return []
 
 
-def auto_precision(recurrent: bool = False, cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
+# Model kinds whose layers are recurrent: `auto` keeps them in float32 on a CPU (auto_precision).
+RECURRENT_KINDS = frozenset({"rnn"})
+
+
+def auto_precision(model_kind: str = "", cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
     """``auto``: (setting, reason). Training runs on the GPUs when there are any, else on the CPU.
 
     On a CPU, bfloat16 pays for convolutions and large matrix products (AMX / AVX512_BF16 kernels), but not for
@@ -158,7 +162,7 @@ def auto_precision(recurrent: bool = False, cpuinfo: Path = Path("/proc/cpuinfo"
             return "float16", f"auto: GPU compute capability {lowest[0]}.{lowest[1]} >= 7.0 (tensor cores)"
         return "off", "auto: GPU without tensor cores (compute capability < 7.0)"
     flags = cpu_bf16_flags(cpuinfo)
-    if flags and recurrent:
+    if flags and model_kind in RECURRENT_KINDS:
         return "off", (
             f"auto: the CPU has native bfloat16 ({', '.join(flags)}), but recurrent layers train slower and "
             "less accurately in it; float32"
@@ -190,12 +194,12 @@ def pinned_config(cfg: Config, runtime: Runtime) -> Config:
 
 
 def setup_runtime(
-    cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True, recurrent: bool = False
+    cfg: RuntimeConfig, seed: int, batch_size: int, *, allow_cluster: bool = True, model_kind: str = ""
 ) -> Runtime:
     """Seed everything, choose precision and strategy, and check the batch divides over the replicas.
 
-    ``recurrent``: the model is recurrent (``model.kind: rnn``), which ``mixed_precision: auto`` keeps in
-    float32 on a CPU.
+    ``model_kind``: the config's ``model.kind``; ``mixed_precision: auto`` keeps a recurrent one in float32 on a
+    CPU.
 
     Raises:
         ConfigError: the global batch does not divide by the number of replicas.
@@ -231,7 +235,7 @@ def setup_runtime(
     setting: str = cfg.mixed_precision
     precision_reason = "set in runtime.mixed_precision"
     if setting == "auto":
-        setting, precision_reason = auto_precision(recurrent)
+        setting, precision_reason = auto_precision(model_kind)
         if multi is not None:
             setting, precision_reason = _agreed(multi, setting, precision_reason)
     precision = POLICIES[setting]
