@@ -87,9 +87,8 @@ def open_run(run_dir: Path) -> RunInfo:
         raise RunDirError(f"{run_dir}: no such run directory.")
     record = read_run_json(run_dir)
     owner = live_owner(run_dir)
-    if (
-        owner is not None
-    ):  # model.keras is replaced in one step when that fit ends: this reads the one on disk now
+    # model.keras is replaced in one step when that fit ends: this reads the one on disk now.
+    if owner is not None:
         log.warning(
             "%s: a fit is training this run now (%s); predicting with the model.keras on disk, which that fit "
             "will replace when it ends",
