@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dltrain.config import Config
 from dltrain.data import Splits
-from dltrain.data.pipeline import ImageFilePipeline, Pipeline, epoch_order, make_pipeline
+from dltrain.data.pipeline import ImageFilePipeline, Pipeline, make_pipeline
 from dltrain.models import build_model
 from dltrain.models.transfer import backbone_layers, leaf_layers
 from dltrain.train.optimizers import TableSchedule, build_optimizer
@@ -282,8 +282,9 @@ class TrainStep:
     def train_iterator(self, epoch: int, skip_batches: int = 0) -> Any:
         files = self._per_worker(self.train_data)
         if files is not None:
-            order = epoch_order(files.size, self.cfg.seed, epoch, self.cfg.data.shuffle)
-            return self._sharded(files, order, skip_batches)
+            return self._sharded(
+                files, files.order(self.cfg.seed, epoch, self.cfg.data.shuffle), skip_batches
+            )
         ds = self.train_data.train(self.cfg.seed, epoch, self.cfg.data.shuffle, skip_batches)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 

@@ -170,8 +170,11 @@ class ImageFilePipeline:
             .with_options(options)
         )
 
+    def order(self, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+        return epoch_order(self.size, seed, epoch, shuffle)
+
     def train(self, seed: int, epoch: int, shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
-        return self.dataset(epoch_order(self.size, seed, epoch, shuffle), skip_batches)
+        return self.dataset(self.order(seed, epoch, shuffle), skip_batches)
 
     def evaluation(self) -> tf.data.Dataset:
         return self.dataset(np.arange(self.size))
