@@ -392,9 +392,8 @@ def test_worker_datasets_decode_only_their_share_in_step_with_each_other(split_r
             np.testing.assert_array_equal(np.concatenate([p[step][1] for p in parts]), y)
         last = [p[-1][0].shape for p in parts]  # 2 examples: among 3 workers, the last one's share is empty
         assert last == ([(1, 28, 28, 3)] * 2 + [(0, 28, 28, 3)] * (workers - 2))
-    two_local = tf.distribute.InputContext(
-        2, 1, 4
-    )  # 2 workers of 2 replicas each: batches alternate replicas
+    # 2 workers of 2 replicas each: batches alternate replicas
+    two_local = tf.distribute.InputContext(2, 1, 4)
     mine = [y.numpy() for _, y in pipe.worker_dataset(order, 1, two_local)]
     assert len(mine) == 8 and [len(y) for y in mine[:2]] == [12, 12]
     np.testing.assert_array_equal(np.concatenate(mine[:2]), whole[0][1][24:])

@@ -204,9 +204,8 @@ def test_a_live_run_on_another_host_is_not_taken_over_and_a_dead_ones_lease_expi
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert "taking over the run lock of host-a" in taken.stderr
     age = re.search(r"lease renewed (\d+)s ago", taken.stderr)
-    assert age is not None and int(age.group(1)) >= limit - 1, taken.stderr[
-        -2000:
-    ]  # only once it had expired
+    # only once it had expired
+    assert age is not None and int(age.group(1)) >= limit - 1, taken.stderr[-2000:]
     record = json.loads((run / "run.json").read_text())
     assert record["host"] == "host-b" and record["status"] == "finished"
     assert record["restarts"][-1]["previous_status"] == "running"
