@@ -291,7 +291,8 @@ def dltrain_fit(config: Path, run_dir: Path, sets: list[str], log: Path) -> dict
 def dltrain_evaluate(run_dir: Path, log: Path) -> dict[str, Any]:
     proc = measure([DLTRAIN, "evaluate", run_dir], log)
     metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())
-    return {"process": asdict(proc), "test_accuracy": metrics["accuracy"]}
+    scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}  # accuracy, or mae / r2 ...
+    return {"process": asdict(proc), "test_accuracy": metrics.get("accuracy"), "test": scores}
 
 
 def plain(
@@ -480,15 +481,14 @@ def section_precision(plan: Plan, work: Path, data: DataFiles) -> dict[str, Any]
                 extra = [f"runtime.mixed_precision={precision}", f"seed={seed}"]
                 fit = dltrain_fit(config, run_dir, [*sets, *extra], work / "logs" / f"{tag}.log")
                 run_json = json.loads((run_dir / "run.json").read_text())
-                proc = measure([DLTRAIN, "evaluate", run_dir], work / "logs" / f"{tag}-eval.log")
-                metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())
+                evaluation = dltrain_evaluate(run_dir, work / "logs" / f"{tag}-eval.log")
                 out.append({
                     "config": name, "setting": precision, "seed": seed,
                     "precision": run_json["runtime"]["precision"],
                     "reason": run_json["runtime"].get("precision_reason", ""),
                     "train_cpu": sum(e["cpu_seconds"] for e in fit["epochs"]),
-                    "epochs": len(fit["epochs"]), "fit_process": fit["process"], "evaluate_process": asdict(proc),
-                    "test": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                    "epochs": len(fit["epochs"]), "fit_process": fit["process"],
+                    "evaluate_process": evaluation["process"], "test": evaluation["test"],
                 })  # fmt: skip
     return {"runs": out}
 
