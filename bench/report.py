@@ -167,7 +167,7 @@ def recommended(section: dict[str, Any], goals: list[list[str]]) -> str:
     return "".join(out)
 
 
-def _memory_table(section: dict[str, Any], goal: float, name: str, goals: list[list[str]]) -> tuple[str, str]:
+def _memory_table(section: dict[str, Any], goal: float, name: str, goals: list[list[str]]) -> tuple[str, int]:
     runs = section["runs"]
     rows = [
         [r, spread([x["process"]["max_rss_mb"] for x in rs], "{:.0f}"),
