@@ -6,7 +6,7 @@ import keras
 
 from dltrain.config.schema import CnnModel
 from dltrain.errors import ConfigError
-from dltrain.models.common import MODELS, activation_layer, head, input_stem, model_name
+from dltrain.models.common import MODELS, activation_layer, dropout_layer, head, input_stem, model_name
 from dltrain.models.fused_bn import FusedBatchNormalization
 from dltrain.models.transfer import load_backbone_weights
 
@@ -50,7 +50,7 @@ def build_cnn(
             x = pool(2)(x)
     x = keras.layers.GlobalAveragePooling2D()(x) if cfg.global_pool else keras.layers.Flatten()(x)
     if cfg.dropout:
-        x = keras.layers.Dropout(cfg.dropout)(x)
+        x = dropout_layer(cfg.dropout)(x)
     logits = head(x, cfg.dense, num_outputs, activation=cfg.activation, dropout=cfg.dropout)
     model = keras.Model(inputs, logits, name=model_name(cfg))
     load_backbone_weights(model, cfg.weights)

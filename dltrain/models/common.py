@@ -63,6 +63,17 @@ def activation_layer(name: str) -> keras.layers.Layer:
     return keras.layers.Activation(name)
 
 
+def dropout_layer(rate: float) -> keras.layers.Layer:
+    """A Dropout layer that computes in float32 under every precision policy.
+
+    In bfloat16, TensorFlow draws the keep mask from bfloat16 uniforms (128 levels) and rounds the 1 / (1 - rate)
+    scale to bfloat16: at rate 0.3 it keeps 69.55% of the units and scales them by 1.4297. Training then sees
+    activations 0.56% smaller on average than inference does, at every dropout layer. In float32 the mask and
+    the scale are exact; the two casts around it cost one elementwise pass. Saved as a stock Dropout.
+    """
+    return keras.layers.Dropout(rate, dtype="float32")
+
+
 def head(
     x: keras.KerasTensor,
     units: Sequence[int],
@@ -82,7 +93,7 @@ def head(
             x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = activation_layer(activation)(x)
         if dropout:
-            x = keras.layers.Dropout(dropout)(x)
+            x = dropout_layer(dropout)(x)
     return keras.layers.Dense(num_outputs, name="logits", dtype="float32")(x)
 
 

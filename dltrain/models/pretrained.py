@@ -16,7 +16,7 @@ import numpy as np
 
 from dltrain.config.schema import ARCHS, PretrainedModel
 from dltrain.errors import ConfigError
-from dltrain.models.common import MODELS, activation_layer, input_stem, model_name
+from dltrain.models.common import MODELS, activation_layer, dropout_layer, input_stem, model_name
 from dltrain.models.transfer import BACKBONE_NAME, imagenet_backbone, load_backbone_weights
 
 _APPS: dict[str, Callable[..., keras.Model]] = {
@@ -118,11 +118,11 @@ def build_pretrained(
     )(x)
     for width in cfg.dense:
         if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout)(x)
+            x = dropout_layer(cfg.dropout)(x)
         x = keras.layers.Dense(width)(x)
         x = activation_layer(cfg.activation)(x)
     if cfg.dropout:
-        x = keras.layers.Dropout(cfg.dropout)(x)
+        x = dropout_layer(cfg.dropout)(x)
     logits = keras.layers.Dense(num_outputs, name="logits", dtype="float32")(x)
     model = keras.Model(inputs, logits, name=model_name(cfg))
     load_backbone_weights(model, cfg.weights)

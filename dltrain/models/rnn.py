@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from dltrain.config.schema import RnnModel
-from dltrain.models.common import MODELS, head, input_stem, model_name
+from dltrain.models.common import MODELS, dropout_layer, head, input_stem, model_name
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.layers.SimpleRNN}
 
@@ -24,6 +24,6 @@ def build_rnn(
         layer = layer_cls(units, return_sequences=i < len(cfg.units) - 1)
         x = keras.layers.Bidirectional(layer)(x) if cfg.bidirectional else layer(x)
         if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout)(x)
+            x = dropout_layer(cfg.dropout)(x)
     logits = head(x, cfg.dense, num_outputs, dropout=cfg.dropout)
     return keras.Model(inputs, logits, name=model_name(cfg))
