@@ -152,6 +152,43 @@ def _check_pair(lrs: ArrayLike, losses: ArrayLike) -> tuple[NDArray[np.float64],
     return x, y
 
 
+def _lead_in_end(segment: NDArray[np.float64], top: float) -> int:
+    """The offset after the last point of ``segment`` still within a tenth of its depth below ``top``.
+
+    0 when that would leave fewer than two points (the valley is then kept whole).
+    """
+    depth = top - float(segment[-1])
+    if depth <= 0.0:
+        return 0
+    high = np.flatnonzero(segment > top - 0.1 * depth)
+    if high.size and int(high[-1]) + 1 < segment.size - 1:
+        return int(high[-1]) + 1
+    return 0
+
+
+def _lead_in_level(segment: NDArray[np.float64]) -> float | None:
+    """The loss level of a flat lead-in before the descent, or None when the curve falls from its start.
+
+    A continuous hinge is fit by least squares: flat at ``level`` up to a knee, then a straight line
+    that may not rise. The best-fitting knee is taken (the earliest among equals); at the first point
+    there is no lead-in.
+    """
+    n = segment.size
+    if n < 4:
+        return None
+    steps = np.arange(n, dtype=np.float64)
+    best_sse, best_knee, best_level = math.inf, 0, float(segment[0])
+    for knee in range(n - 2):
+        design = np.stack([np.ones(n), np.maximum(0.0, steps - knee)], axis=1)
+        coef = np.linalg.lstsq(design, segment, rcond=None)[0]
+        if coef[1] > 0.0:
+            continue
+        sse = float(np.sum((design @ coef - segment) ** 2))
+        if sse < best_sse * (1.0 - 1e-12):
+            best_sse, best_knee, best_level = sse, knee, float(coef[0])
+    return best_level if best_knee > 0 else None
+
+
 def valley(lrs: ArrayLike, losses: ArrayLike) -> int | None:
     """fast.ai's default rule: the middle of the longest valley of the loss curve.
 
@@ -184,11 +221,16 @@ def valley(lrs: ArrayLike, losses: ArrayLike) -> int | None:
     # A long flat lead-in (the learning rate still too small to matter) counts as "decreasing" through
     # noise and drags the pick toward uselessly small rates on short sweeps; the valley starts where the
     # loss has really begun to fall: after the last point still within a tenth of the valley's depth of
-    # the top (the last, not the first: a noise dip at the very start must not count as the descent).
-    depth = y[start] - y[end]
-    high = np.flatnonzero(y[start : end + 1] > y[start] - 0.1 * depth)
-    if high.size and start + int(high[-1]) + 1 < end:
-        start += int(high[-1]) + 1
+    # the lead-in's level. That level is the valley's first point, or, where the curve has a flat lead-in,
+    # the level a hinge fit finds for it, whichever starts the valley later: the first smoothed points carry
+    # the noise of single batches, and when the whole descent is shallow beside that noise (an LSTM on the
+    # 8x8 digits: 2.32 -> 2.26 over the sweep, the first point 2.34) they alone would set the threshold.
+    segment = y[start : end + 1]
+    cut = _lead_in_end(segment, float(segment[0]))
+    level = _lead_in_level(segment)
+    if level is not None:
+        cut = max(cut, _lead_in_end(segment, level))
+    start += cut
     span = end - start
     return start + int(span / 3) + int(span / 6)
 
